@@ -1,0 +1,39 @@
+# alchemist — the deep-learning hyperparameter pipeline (炼丹 as a reproducible DAG).
+# Thin on purpose: configuration, validation, the rule files, and the default target.
+# Logic lives in the `alchemist` package (src/alchemist); rules only wire its CLI.
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Import the package from this checkout (also inside `--sdm conda` envs and cluster jobs).
+SRC = os.path.join(workflow.basedir, "src")
+if os.path.isdir(SRC):
+    sys.path.insert(0, SRC)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from alchemist import dag
+from alchemist.config import check_or_exit
+
+configfile: "config/config.yaml"
+
+
+# Schema validation (fills defaults) and a dry run of the data checks: a user mistake prints one
+# line and exits 2 here, before any job runs or any earlier result is touched.
+check_or_exit(config, workflow)
+
+RESULTS = "results"
+ALCHEMIST = "python -m alchemist"  # the package CLI every rule calls
+ENV = "../../envs/alchemist.yaml"  # conda env of every rule (used with --sdm conda)
+DATA = f"{RESULTS}/data"
+
+
+include: "workflow/rules/prep.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{DATA}/prep.json",

@@ -1,0 +1,5 @@
+import sys
+
+from alchemist.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""`alchemist <command>`: the commands the Snakemake rules call.
+
+Each command lives in `alchemist.commands.<name>` with `HELP`, `add_arguments(parser)` and
+`run(args) -> int`. Command modules import heavy libraries (torch, mlflow) inside `run`, so
+`alchemist --help` stays fast. A `UserError` becomes one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from alchemist.errors import UserError
+
+COMMANDS = [
+    "prep",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alchemist",
+        description="Deep-learning hyperparameter pipeline commands (called by the Snakemake rules).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"alchemist.commands.{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as err:
+        print(f"alchemist {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

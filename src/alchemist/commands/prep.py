@@ -1,0 +1,32 @@
+"""`alchemist prep`: hold out test, split train/val, normalise with train stats, subsample."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = ("Prepare the data (PB-1..PB-4): test hold-out, stratified train/val split, train-only "
+        "normalisation, coarse subsample; writes <out>/{train,val,test,train_coarse}.parquet "
+        "and <out>/prep.json. Nothing is written unless every check passes.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="pipeline config file (YAML/JSON); its data: section is used")
+    src.add_argument("--data-json", help="the data: section itself, as JSON (what the rule passes)")
+    parser.add_argument("--out", type=Path, default=Path("results/data"),
+                        help="output folder (default: results/data)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alchemist.config import load_config_file, validate
+    from alchemist.prep import prepare, write
+
+    if args.config is not None:
+        data_cfg = load_config_file(args.config)["data"]
+    else:
+        data_cfg = validate({"data": json.loads(args.data_json)})["data"]
+    manifest = write(prepare(data_cfg), args.out)
+    rows = ", ".join(f"{k} {v['rows']}" for k, v in manifest["splits"].items())
+    print(f"prepared {manifest['source']['name']} ({manifest['task']}): {rows} → {args.out}")
+    return 0

@@ -1,0 +1,95 @@
+"""Where rows come from: scikit-learn's built-in tables (no download) or the user's CSV/Parquet.
+
+A source is loaded into one DataFrame with the target in a named column, plus facts the prep
+stage records: a content sha256, the task hint, and an image shape for image-shaped data.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alchemist.errors import UserError
+
+BUILTINS = {
+    # name: (sklearn loader, task, image shape)
+    "digits": ("load_digits", "multiclass", [1, 8, 8]),
+    "breast_cancer": ("load_breast_cancer", "binary", None),
+    "wine": ("load_wine", "multiclass", None),
+    "diabetes": ("load_diabetes", "regression", None),
+    "iris": ("load_iris", "multiclass", None),
+}
+BUILTIN_TARGET = "target"
+
+
+@dataclass
+class Source:
+    frame: pd.DataFrame
+    target: str
+    name: str
+    sha256: str
+    task_hint: str | None = None
+    image_shape: list[int] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_builtin(name: str) -> Source:
+    key = name.split(":", 1)[1]
+    if key not in BUILTINS:
+        raise UserError(f"data.source: unknown built-in '{name}' "
+                        f"(known: {', '.join('sklearn:' + k for k in BUILTINS)})")
+    loader, task, image_shape = BUILTINS[key]
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, loader)()
+    features = [str(f) for f in getattr(bunch, "feature_names", [])] or \
+        [f"x{i}" for i in range(bunch.data.shape[1])]
+    frame = pd.DataFrame(np.asarray(bunch.data, dtype=np.float64), columns=features)
+    frame[BUILTIN_TARGET] = bunch.target
+    digest = hashlib.sha256(np.ascontiguousarray(bunch.data).tobytes()
+                            + np.ascontiguousarray(bunch.target).tobytes()).hexdigest()
+    return Source(frame, BUILTIN_TARGET, name, digest, task, image_shape)
+
+
+def read_table(path: str | Path, key: str = "data.source") -> pd.DataFrame:
+    """Read a CSV or Parquet file; a missing or unreadable file is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{key}: file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as err:  # malformed file: report it, not a traceback
+        raise UserError(f"{key}: cannot read {path}: {err}") from None
+    raise UserError(f"{key}: unsupported file type '{suffix}' for {path} (use .csv or .parquet)")
+
+
+def load_source(source: str, target: str | None) -> Source:
+    """Load `sklearn:<name>` or a CSV/Parquet path; `target` names the label column of a file."""
+    if source.startswith("sklearn:"):
+        loaded = _load_builtin(source)
+        if target not in (None, BUILTIN_TARGET):
+            raise UserError(f"data.target: built-in '{source}' has target column "
+                            f"'{BUILTIN_TARGET}', not '{target}'")
+        return loaded
+    if not target:
+        raise UserError("data.target: a file source needs the name of its target column")
+    frame = read_table(source)
+    if target not in frame.columns:
+        raise UserError(f"data.target: column '{target}' not found in {source} "
+                        f"(columns: {', '.join(map(str, frame.columns[:20]))})")
+    return Source(frame, target, str(source), file_sha256(Path(source)))

@@ -1,0 +1,170 @@
+"""The data-prep stage (PB-1..PB-4): hold out test, split train/val, encode and normalise with
+train statistics, subsample for the coarse search, plan class rebalancing, audit for leakage.
+
+`prepare(cfg)` does all the work in memory and raises `UserError` before anything is written;
+`write(prepared, out_dir)` then writes every file to a temporary name and renames it into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alchemist.data.encode import FeatureEncoder
+from alchemist.data.sources import file_sha256, load_source, read_table
+from alchemist.data.split import check_target, coarse_subsample, detect_task, split_rows
+from alchemist.errors import UserError
+
+SPLITS = ("train", "val", "test", "train_coarse")
+ROW_ID, TARGET = "_row_id", "_y"
+
+
+@dataclass
+class Prepared:
+    tables: dict[str, pa.Table]
+    manifest: dict
+
+
+def _encode_target(y: pd.Series, task: str, classes: list) -> np.ndarray:
+    if task == "regression":
+        return y.to_numpy(dtype=np.float32)
+    index = {c: i for i, c in enumerate(classes)}
+    codes = y.map(index)
+    if codes.isna().any():
+        unseen = y[codes.isna()].iloc[0]
+        raise UserError(f"data.test_file: class '{unseen}' of the target does not occur in train")
+    return codes.to_numpy(dtype=np.int64)
+
+
+def _ids_digest(ids: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
+
+
+def prepare(cfg: dict) -> Prepared:
+    """Validate and prepare the data described by the `data:` config section, in memory."""
+    src = load_source(cfg["source"], cfg.get("target"))
+    frame, target = src.frame, src.target
+    for reserved in (ROW_ID, TARGET):
+        if reserved in frame.columns:
+            raise UserError(f"data.source: column name '{reserved}' is reserved by alchemist")
+    task = detect_task(frame[target], cfg.get("task", "auto") if cfg.get("task", "auto") != "auto"
+                       else (src.task_hint or "auto"), target)
+    check_target(frame[target], task, target)
+    test_frame = None
+    if cfg.get("test_file"):
+        test_frame = read_table(cfg["test_file"], key="data.test_file")
+        missing = [c for c in frame.columns if c not in test_frame.columns]
+        if missing:
+            raise UserError(f"data.test_file: column '{missing[0]}' missing from {cfg['test_file']}")
+        check_target(test_frame[target], task, target)
+    stratify = cfg.get("stratify", True)
+    pos = split_rows(frame[target], task=task, seed=cfg["seed"], stratify=stratify,
+                     test_fraction=None if test_frame is not None else cfg["test_fraction"],
+                     val_fraction=cfg["val_fraction"], source=cfg["source"])
+    parts = {name: frame.iloc[p] for name, p in pos.items()}
+    ids = {name: p.astype(np.int64) for name, p in pos.items()}
+    if test_frame is not None:
+        parts["test"] = test_frame[frame.columns]
+        ids["test"] = np.arange(len(frame), len(frame) + len(test_frame), dtype=np.int64)
+    coarse = cfg.get("coarse") or {}
+    keep = coarse_subsample(parts["train"][target], fraction=coarse.get("fraction"),
+                            rows=coarse.get("rows"), classes=coarse.get("classes"),
+                            task=task, seed=cfg["seed"])
+    features = [c for c in frame.columns if c != target]
+    encoder = FeatureEncoder.fit(parts["train"][features].copy(),
+                                 {k: parts[k][features].copy() for k in ("val", "test")},
+                                 method=cfg.get("normalise", "zscore"),
+                                 missing=cfg.get("missing", "impute"))
+    classes = sorted(parts["train"][target].unique().tolist(), key=str) if task != "regression" else []
+    names = encoder.feature_names
+    clash = [n for n in names if n in (ROW_ID, TARGET)]
+    if clash:
+        raise UserError(f"data.source: encoded column name '{clash[0]}' is reserved")
+    tables, splits = {}, {}
+    for name in ("train", "val", "test"):
+        tables[name] = _table(ids[name], encoder.transform(parts[name][features]),
+                              _encode_target(parts[name][target], task, classes), names)
+    tables["train_coarse"] = tables["train"].take(pa.array(keep))
+    for name, table in tables.items():
+        y = table.column(TARGET).to_numpy()
+        counts = ({str(classes[i]): int(n) for i, n in enumerate(np.bincount(y, minlength=len(classes)))}
+                  if task != "regression" else {})
+        splits[name] = {"rows": table.num_rows, "class_counts": counts,
+                        "row_ids_sha256": _ids_digest(table.column(ROW_ID).to_numpy())}
+    manifest = {
+        "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
+        "classes": [str(c) for c in classes], "target": target, "features": names,
+        "image_shape": src.image_shape if names == features else None,
+        "splits": splits, "normalisation": encoder.manifest(),
+        "encoding": {"categorical": encoder.categorical},
+        "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians},
+        "source": {"name": src.name, "sha256": src.sha256, "rows": len(frame),
+                   "test_file": cfg.get("test_file"),
+                   "test_file_sha256": file_sha256(Path(cfg["test_file"])) if cfg.get("test_file") else None},
+        "rebalance": rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
+                                    cfg.get("rebalance", "none")),
+        "config": cfg,
+    }
+    manifest["audit"] = audit(manifest, tables, parts["train"][features], encoder)
+    return Prepared(tables, manifest)
+
+
+def _table(ids: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str]) -> pa.Table:
+    columns = [pa.array(ids)] + [pa.array(X[:, j]) for j in range(X.shape[1])] + [pa.array(y)]
+    return pa.Table.from_arrays(columns, names=[ROW_ID, *names, TARGET])
+
+
+def rebalance_plan(y: np.ndarray, task: str, n_classes: int, method: str) -> dict:
+    """PB-4: inverse-frequency class weights, used as loss weights or oversampling weights."""
+    if task == "regression" or method == "none":
+        return {"method": "none", "class_weights": None}
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    weights = len(y) / (n_classes * np.maximum(counts, 1))
+    return {"method": method, "class_weights": [round(float(w), 6) for w in weights]}
+
+
+def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
+          encoder: FeatureEncoder) -> dict:
+    """Leakage audit: disjoint splits, and normalisation stats recomputed on train alone."""
+    ids = {k: set(tables[k].column(ROW_ID).to_numpy().tolist()) for k in ("train", "val", "test")}
+    disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
+    coarse_in_train = set(tables["train_coarse"].column(ROW_ID).to_numpy().tolist()) <= ids["train"]
+    stats_ok = True
+    if encoder.method == "zscore" and encoder.numeric:
+        recomputed = raw_train[encoder.numeric].apply(pd.to_numeric, errors="coerce")
+        for col, median in encoder.medians.items():
+            recomputed[col] = recomputed[col].where(np.isfinite(recomputed[col]), median)
+        mean, std = recomputed.mean().to_numpy(), recomputed.std(ddof=0).to_numpy()
+        std = np.where(std > 1e-12, std, 1.0)
+        stats_ok = bool(np.allclose(mean, encoder.shift, rtol=1e-6, atol=1e-6 * (1 + np.abs(mean).max()))
+                        and np.allclose(std, encoder.scale, rtol=1e-5))
+    result = {"disjoint_splits": disjoint, "coarse_within_train": coarse_in_train,
+              "stats_match_train": stats_ok, "stats_fit_on": "train"}
+    if not all(v for v in result.values() if isinstance(v, bool)):
+        raise RuntimeError(f"leakage audit failed: {result}")   # a bug, never a user mistake
+    return result
+
+
+def write(prepared: Prepared, out_dir: Path) -> dict:
+    """Write every split and the manifest atomically (temporary name, then rename)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = prepared.manifest
+    staged = []
+    for name in SPLITS:
+        tmp = out_dir / f".{name}.parquet.tmp-{os.getpid()}"
+        pq.write_table(prepared.tables[name], tmp)
+        manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
+        staged.append((tmp, out_dir / f"{name}.parquet"))
+    tmp = out_dir / f".prep.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    staged.append((tmp, out_dir / "prep.json"))
+    for src, dst in staged:
+        os.replace(src, dst)
+    return manifest

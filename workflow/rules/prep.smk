@@ -1,0 +1,25 @@
+# Prep stage (PB-1..PB-4): test hold-out, 8:2 train/val, train-only normalisation, coarse subsample.
+# The data config travels as canonical JSON in params, so only a real change reruns it; the
+# code it runs is listed as input, so a code change reruns it too.
+
+
+rule prepare_data:
+    input:
+        code=dag.code("prep.py", "data"),
+    output:
+        train=f"{DATA}/train.parquet",
+        val=f"{DATA}/val.parquet",
+        test=f"{DATA}/test.parquet",
+        train_coarse=f"{DATA}/train_coarse.parquet",
+        manifest=f"{DATA}/prep.json",
+    params:
+        data=dag.params_json(config["data"]),
+    log:
+        f"{RESULTS}/logs/prepare_data.log",
+    conda:
+        ENV
+    threads: dag.threads(config, "prep")
+    resources:
+        **dag.resources(config, "prep"),
+    shell:
+        "{ALCHEMIST} prep --data-json {params.data:q} --out {DATA} > {log} 2>&1"
