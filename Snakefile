@@ -28,12 +28,28 @@ RESULTS = "results"
 ALCHEMIST = "python -m alchemist"  # the package CLI every rule calls
 ENV = "../../envs/alchemist.yaml"  # conda env of every rule (used with --sdm conda)
 DATA = f"{RESULTS}/data"
+STAGES = dag.stages(config)  # search.stages, parsed (name → Stage)
+TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
+SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
+CONFIG_JSON = dag.resolved_config(config)
+
+
+wildcard_constraints:
+    stage="|".join(TRAINING) or "no-stage",
+    select="|".join(SELECTS) or "no-select",
+    round=r"\d+",
+    pack=r"[0-9a-f]+",
 
 
 include: "workflow/rules/prep.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
 
 
 rule all:
     default_target: True
     input:
         f"{DATA}/prep.json",
+        expand(f"{RESULTS}/{{stage}}/trials.parquet", stage=TRAINING),
+        expand(f"{RESULTS}/{{select}}/winner.json", select=SELECTS),

@@ -67,6 +67,9 @@ def validate(config: dict, schema_path: Path = SCHEMA) -> dict:
     from snakemake.utils import validate as snakemake_validate  # fills in the defaults
 
     snakemake_validate(config, str(schema_path), set_default=True)
+    from alchemist.search.stages import parse_search  # what a schema cannot check (bounds, `from`)
+
+    parse_search(config)
     return config
 
 

@@ -73,13 +73,15 @@ def prepare(cfg: dict) -> Prepared:
     if test_frame is not None:
         parts["test"] = test_frame[frame.columns]
         ids["test"] = np.arange(len(frame), len(frame) + len(test_frame), dtype=np.int64)
+    features = [c for c in frame.columns if c != target]
     coarse = cfg.get("coarse") or {}
     keep = coarse_subsample(parts["train"][target], fraction=coarse.get("fraction"),
                             rows=coarse.get("rows"), classes=coarse.get("classes"),
                             task=task, seed=cfg["seed"])
-    features = [c for c in frame.columns if c != target]
-    encoder = FeatureEncoder.fit(parts["train"][features].copy(),
-                                 {k: parts[k][features].copy() for k in ("val", "test")},
+    n_source = len(frame)
+    src.frame = frame = None   # free the source table: the splits hold what is needed
+    encoder = FeatureEncoder.fit(parts["train"][features],
+                                 {k: parts[k][features] for k in ("val", "test")},
                                  method=cfg.get("normalise", "zscore"),
                                  missing=cfg.get("missing", "impute"))
     classes = sorted(parts["train"][target].unique().tolist(), key=str) if task != "regression" else []
@@ -105,7 +107,7 @@ def prepare(cfg: dict) -> Prepared:
         "splits": splits, "normalisation": encoder.manifest(),
         "encoding": {"categorical": encoder.categorical},
         "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians},
-        "source": {"name": src.name, "sha256": src.sha256, "rows": len(frame),
+        "source": {"name": src.name, "sha256": src.sha256, "rows": n_source,
                    "test_file": cfg.get("test_file"),
                    "test_file_sha256": file_sha256(Path(cfg["test_file"])) if cfg.get("test_file") else None},
         "rebalance": rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
@@ -137,14 +139,15 @@ def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
     disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
     coarse_in_train = set(tables["train_coarse"].column(ROW_ID).to_numpy().tolist()) <= ids["train"]
     stats_ok = True
-    if encoder.method == "zscore" and encoder.numeric:
-        recomputed = raw_train[encoder.numeric].apply(pd.to_numeric, errors="coerce")
-        for col, median in encoder.medians.items():
-            recomputed[col] = recomputed[col].where(np.isfinite(recomputed[col]), median)
-        mean, std = recomputed.mean().to_numpy(), recomputed.std(ddof=0).to_numpy()
-        std = np.where(std > 1e-12, std, 1.0)
-        stats_ok = bool(np.allclose(mean, encoder.shift, rtol=1e-6, atol=1e-6 * (1 + np.abs(mean).max()))
-                        and np.allclose(std, encoder.scale, rtol=1e-5))
+    if encoder.method == "zscore":
+        for j, col in enumerate(encoder.numeric):   # pandas, column by column: another code path
+            column = pd.to_numeric(raw_train[col], errors="coerce").astype("float64")
+            if col in encoder.medians:
+                column = column.where(np.isfinite(column), encoder.medians[col])
+            mean, std = column.mean(), column.std(ddof=0)
+            std = std if std > 1e-12 else 1.0
+            stats_ok &= bool(np.isclose(mean, encoder.shift[j], rtol=1e-6, atol=1e-9 * (1 + abs(mean)))
+                             and np.isclose(std, encoder.scale[j], rtol=1e-5))
     result = {"disjoint_splits": disjoint, "coarse_within_train": coarse_in_train,
               "stats_match_train": stats_ok, "stats_fit_on": "train"}
     if not all(v for v in result.values() if isinstance(v, bool)):

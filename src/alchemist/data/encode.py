@@ -38,10 +38,6 @@ class FeatureEncoder:
         numeric = [c for c in train.columns if not is_categorical(train[c])]
         categorical_cols = [c for c in train.columns if c not in numeric]
         splits = {"train": train, **others}
-        for name, frame in splits.items():
-            for col in categorical_cols:
-                if name != "train" and col in frame and not is_categorical(frame[col]):
-                    frame[col] = frame[col].astype(str)
         bad = _non_finite_columns(splits, numeric, categorical_cols)
         if bad and missing == "fail":
             col, split, count = bad[0]
@@ -56,8 +52,7 @@ class FeatureEncoder:
             column = train[col].to_numpy(dtype=np.float64)
             finite = column[np.isfinite(column)]
             enc.medians[col] = float(np.median(finite)) if len(finite) else 0.0
-        raw = enc._numeric_matrix(train)
-        enc.shift, enc.scale = _statistics(raw, method)
+        enc.shift, enc.scale = _statistics(enc, train, method)
         return enc
 
     # ------------------------------------------------------------------ apply (any split)
@@ -68,26 +63,36 @@ class FeatureEncoder:
             names += [f"{col}={cat}" for cat in cats]
         return names
 
+    def _numeric_column(self, frame: pd.DataFrame, col: str) -> np.ndarray:
+        column = frame[col].to_numpy(dtype=np.float64)
+        if col in self.medians:
+            column = np.where(np.isfinite(column), column, self.medians[col])
+        return column
+
     def _numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        matrix = frame[self.numeric].to_numpy(dtype=np.float32, copy=True)
-        for col, median in self.medians.items():
-            j = self.numeric.index(col)
-            bad = ~np.isfinite(matrix[:, j])
-            matrix[bad, j] = median
+        matrix = np.empty((len(frame), len(self.numeric)), dtype=np.float32, order="F")
+        for j, col in enumerate(self.numeric):
+            matrix[:, j] = self._numeric_column(frame, col)
         return matrix
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        parts = [self._numeric_matrix(frame)]
-        if self.method != "none" and self.numeric:
-            parts[0] -= self.shift.astype(np.float32)
-            parts[0] /= self.scale.astype(np.float32)
-        if self.medians:
-            parts.append(np.stack([~np.isfinite(frame[c].to_numpy(dtype=np.float64))
-                                   for c in self.medians], axis=1).astype(np.float32))
+        """Encoded float32 matrix in column-major order (each column contiguous)."""
+        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float32, order="F")
+        for j, col in enumerate(self.numeric):   # column by column: no full float64 copy
+            column = self._numeric_column(frame, col)
+            if self.method != "none":
+                column = (column - self.shift[j]) / self.scale[j]
+            out[:, j] = column
+        j = len(self.numeric)
+        for col in self.medians:
+            out[:, j] = ~np.isfinite(frame[col].to_numpy(dtype=np.float64))
+            j += 1
         for col, cats in self.categorical.items():
             values = frame[col].astype("string").fillna(MISSING_CATEGORY).to_numpy()
-            parts.append((values[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float32))
-        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+            for cat in cats:
+                out[:, j] = values == cat
+                j += 1
+        return out
 
     def manifest(self) -> dict:
         columns = {}
@@ -98,16 +103,19 @@ class FeatureEncoder:
         return {"method": self.method, "columns": columns}
 
 
-def _statistics(raw: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column shift and scale from the TRAIN matrix, accumulated in float64 (PB-2)."""
-    if method == "zscore":
-        shift = raw.mean(axis=0, dtype=np.float64)
-        scale = raw.std(axis=0, dtype=np.float64)
-    elif method == "minmax":
-        shift = raw.min(axis=0).astype(np.float64)
-        scale = raw.max(axis=0).astype(np.float64) - shift
-    else:
-        return np.zeros(raw.shape[1]), np.ones(raw.shape[1])
+def _statistics(enc: FeatureEncoder, train: pd.DataFrame, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column shift and scale from the TRAIN split only, in float64 (PB-2)."""
+    n = len(enc.numeric)
+    if method == "none":
+        return np.zeros(n), np.ones(n)
+    shift, scale = np.empty(n), np.empty(n)
+    for j, col in enumerate(enc.numeric):
+        column = enc._numeric_column(train, col)
+        if method == "zscore":
+            shift[j], scale[j] = column.mean(), column.std()
+        else:
+            shift[j] = column.min()
+            scale[j] = column.max() - shift[j]
     scale = np.where(scale > 1e-12, scale, 1.0)   # constant column: no division by zero
     return shift, scale
 
@@ -116,10 +124,11 @@ def _non_finite_columns(splits: dict[str, pd.DataFrame], numeric: list[str],
                         categorical: list[str]) -> list[tuple[str, str, int]]:
     found = []
     for name, frame in splits.items():
-        if numeric:
-            values = frame[numeric].to_numpy(dtype=np.float64)
-            counts = (~np.isfinite(values)).sum(axis=0)
-            found += [(col, name, int(n)) for col, n in zip(numeric, counts) if n]
+        for col in numeric:
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+            count = int((~np.isfinite(values)).sum())
+            if count:
+                found.append((col, name, count))
         found += [(col, name, int(frame[col].isna().sum())) for col in categorical
                   if frame[col].isna().any()]
     return found

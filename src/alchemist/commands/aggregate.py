@@ -1,0 +1,27 @@
+"""`alchemist aggregate`: the per-stage (or per-round) tables from the trial folders."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = ("Build a stage's tables from its trial folders: trials.parquet/.csv (one row per trial) "
+        "and, with --summary, seeds.parquet/.csv (mean ± 95%% CI per configuration) and "
+        "leaderboard.csv.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--packs", nargs="+", type=Path, required=True,
+                   help="the pack done-files (results/<stage>/round<r>/packs/<pack>.json)")
+    p.add_argument("--trials-dir", type=Path, required=True, help="results/<stage>/trials")
+    p.add_argument("--out", type=Path, required=True, help="the trials table to write (.parquet)")
+    p.add_argument("--summary", action="store_true", help="also write seeds and leaderboard tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alchemist.aggregate import trials_table, write_tables
+
+    table = trials_table(args.packs, args.trials_dir)
+    write_tables(table, args.out, args.summary)
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    print(f"aggregated {len(table)} trials {counts} → {args.out}")
+    return 0

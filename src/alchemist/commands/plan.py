@@ -1,0 +1,45 @@
+"""`alchemist plan`: write one round of one search stage's plan.json (trials + packs)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Plan a search stage: sample its trials and group them into packs (plan.json)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, type=Path,
+                   help="the resolved config (YAML or JSON) with `train:` and `search:` sections")
+    p.add_argument("--stage", required=True, help="the stage name (search.stages[].name)")
+    p.add_argument("--previous", metavar="TABLE",
+                   help="results table (parquet) of the stage named in this stage's `from:`")
+    p.add_argument("--round", type=int, default=1, dest="round_", metavar="R",
+                   help="round to plan, 1-based (tpe/gp rounds, halving rungs; default 1)")
+    p.add_argument("--history", nargs="+", metavar="TABLE",
+                   help="results tables of the earlier rounds of this stage (tpe/gp: all of them; "
+                        "halving: round R-1); required when --round > 1")
+    p.add_argument("--out", required=True, help="where to write plan.json (written atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from alchemist.config import load_config_file
+    from alchemist.search.plan import build_plan
+    from alchemist.search.results_io import dumps, read_table, write_atomic
+
+    config = load_config_file(args.config)
+    previous = read_table(args.previous, "--previous table") if args.previous else None
+    history = None
+    if args.history:
+        history = pd.concat([read_table(h, "--history table") for h in args.history],
+                            ignore_index=True)
+
+    def log(message: str) -> None:
+        print(f"plan {args.stage}: {message}", flush=True)
+
+    plan = build_plan(config, args.stage, previous=previous, round_=args.round_,
+                      history=history, log=log)
+    write_atomic(args.out, dumps(plan))
+    log(f"round {args.round_}: {len(plan['trials'])} trials in {len(plan['packs'])} packs -> {args.out}")
+    return 0

@@ -1,0 +1,31 @@
+"""`alchemist select`: the winner of a repeat stage by mean over seeds, with its confidence interval."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "Select the winning configuration of a repeat stage (mean, std, confidence interval over seeds)."
+
+
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", required=True, help="results table (parquet) of the repeat stage")
+    p.add_argument("--confidence", type=_confidence, default=0.95,
+                   help="confidence level of the intervals (default 0.95; search.stages[].confidence)")
+    p.add_argument("--out", required=True, help="where to write winner.json (written atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alchemist.search.results_io import dumps, read_table, write_atomic
+    from alchemist.search.select import describe_winner, select_winner
+
+    table = read_table(args.table, "--table")
+    result = select_winner(table, args.confidence, where=f"--table {args.table}")
+    write_atomic(args.out, dumps(result))
+    print(describe_winner(result), flush=True)
+    return 0

@@ -1,0 +1,155 @@
+"""A stage's plan: its trials and their packs (`results/<stage>/plan.json`, docs/architecture.md).
+
+A trial is `make_trial(base=train:, overrides=seed ∪ sampled point ∪ fixed values)` with the
+stage's name and data split as place keys, so stage settings enter the trial id.
+
+Packs: trials are grouped by `alchemist.trial.pack_key`, kept in generation order inside a group
+(random index i, canonical grid order, Optuna ask order, rank × seed for repeat), and chunked into
+packs of at most `search.pack_size`. A pack's id hashes its pack key and its sorted trial ids,
+so appending trials (16 → 24 random trials) leaves every full pack's id unchanged; only a
+group's last, partially filled pack changes.
+
+Halving (PB-22): a trial's id is computed with `epochs` = the last rung and kept across rungs;
+the plan of round r sets `epochs` = rungs[r-1], so the engine resumes the same trial directory
+from its checkpoint. Which trials run in round r > 1: the best max(1, n // eta) of the n rows of
+`history` (the results table of round r-1) whose config reached rungs[r-2] epochs.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from alchemist.errors import UserError
+from alchemist.search import samplers
+from alchemist.search.narrow import narrow_space, narrowing_report
+from alchemist.search.results_io import ranked, table_mode, told_history, top
+from alchemist.search.stages import SearchConfig, Stage, parse_search
+from alchemist.trial import TRIAL_DEFAULTS, make_trial, pack_key, short_hash, trial_id
+
+Log = Callable[[str], None]
+
+
+def pack_trials(trials: list[Mapping[str, Any]], pack_size: int) -> dict[str, list[str]]:
+    """{pack_id: [trial ids]}: stable packs of <= pack_size trials sharing a pack key."""
+    groups: dict[str, list[str]] = {}
+    for t in trials:
+        groups.setdefault(pack_key(t), []).append(t["trial_id"])
+    packs = {}
+    for key, ids in groups.items():
+        for i in range(0, len(ids), pack_size):
+            chunk = ids[i:i + pack_size]
+            packs[short_hash({"pack_key": key, "trials": sorted(chunk)})] = chunk
+    return packs
+
+
+def _sampling_setup(search: SearchConfig, stage: Stage, base: Mapping[str, Any],
+                    previous: pd.DataFrame | None, log: Log):
+    """(space, fixed settings, context) of a search or halving stage."""
+    space = search.space(stage)
+    fixed: dict[str, Any] = {}
+    if stage.source is not None:
+        where = f"results table of stage {stage.source!r} (--previous)"
+        best = top(previous, stage.top_k or 1, where)
+        for k in stage.fix_best:
+            if k not in best[0].settings:
+                raise UserError(f"{where}: the best trial has no setting {k!r}")
+            fixed[k] = best[0].settings[k]
+            log(f"fixed {k} = {best[0].settings[k]!r} (best trial {best[0].trial_id} of {stage.source})")
+        if stage.top_k:
+            narrowed = narrow_space(space, [r.settings for r in best])
+            for line in narrowing_report(space, narrowed):
+                log(f"narrowed {line}")
+            space = narrowed
+    fixed.update(stage.set)
+    return space, fixed, {**TRIAL_DEFAULTS, **base, "seed": stage.seed, **fixed}
+
+
+def _points(stage: Stage, space, context, round_: int, history: pd.DataFrame | None) -> list[dict]:
+    if stage.sampler == "grid":
+        return samplers.grid_points(space, context, stage.name)
+    if stage.sampler == "random":
+        return samplers.random_points(space, stage.trials, stage.seed, stage.name, context)
+    told = told_history(history) if history is not None else []
+    mode = table_mode(history) if told else "max"
+    seed = int(samplers.unit(stage.seed, stage.name, round_) * 2 ** 31)
+    return samplers.model_based_points(space, stage.sampler, stage.round_size, told, seed, mode, context)
+
+
+def _sampled_trials(search: SearchConfig, stage: Stage, base, previous, round_, history, log,
+                    epochs: int | None = None) -> list[dict]:
+    space, fixed, context = _sampling_setup(search, stage, base, previous, log)
+    if epochs is not None:
+        fixed["epochs"] = epochs
+    return [make_trial(base, {"seed": stage.seed, **point, **fixed}, stage=stage.name, data=stage.data)
+            for point in _points(stage, space, context, round_, history)]
+
+
+def _repeat_trials(stage: Stage, previous: pd.DataFrame) -> list[dict]:
+    best = top(previous, stage.top_n, f"results table of stage {stage.source!r} (--previous)")
+    trials = []
+    for r in best:
+        settings = {k: v for k, v in r.settings.items() if k in TRIAL_DEFAULTS}
+        for s in range(stage.seeds):
+            trials.append(make_trial(settings, {**stage.set, "seed": stage.seed + s},
+                                     stage=stage.name, data=stage.data))
+    return trials
+
+
+def _halving_trials(search: SearchConfig, stage: Stage, base, previous, round_, history, log):
+    if round_ == 1:
+        trials = _sampled_trials(search, stage, base, previous, round_, None, log,
+                                 epochs=stage.rungs[-1])
+    else:
+        where = f"results table of round {round_ - 1} of stage {stage.name!r} (--history)"
+        reached = stage.rungs[round_ - 2]          # rows of earlier rungs (if any) are not this rung's
+        rung = history[[json.loads(p).get("epochs") == reached for p in history["params_json"]]]
+        survivors = ranked(rung, where)[:max(1, len(rung) // stage.eta)]
+        if not survivors:
+            raise UserError(f"{where}: no completed trial ran to {reached} epochs")
+        trials = []
+        for r in survivors:
+            t = dict(r.settings)
+            if t.get("stage") != stage.name or trial_id({**t, "epochs": stage.rungs[-1]}) != r.trial_id:
+                raise UserError(f"{where}: trial {r.trial_id} is not a trial of this halving stage")
+            trials.append({**t, "trial_id": r.trial_id})
+        log(f"rung {round_}: {len(survivors)} of {len(rung)} trials continue (eta={stage.eta})")
+    return [{**t, "epochs": stage.rungs[round_ - 1]} for t in trials]
+
+
+def _needs(table: pd.DataFrame | None, where: str, what: str) -> None:
+    if table is None:
+        raise UserError(f"{where}: needs {what}")
+
+
+def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFrame | None = None,
+               round_: int = 1, history: pd.DataFrame | None = None,
+               log: Log = lambda message: None) -> dict:
+    """The plan.json dict of one round of one stage (round 1 unless tpe/gp/halving)."""
+    search = parse_search(config)
+    stage = search.stage(stage_name)
+    where = f"search.stages.{stage.name}"
+    base = config.get("train") or {}
+    if stage.kind == "select":
+        raise UserError(f"{where}: a select stage has no plan; run `alchemist select`")
+    if not 1 <= round_ <= stage.n_rounds:
+        raise UserError(f"{where}: round {round_} is outside 1..{stage.n_rounds}")
+    if stage.source is not None:
+        _needs(previous, where, f"--previous (the results table of stage {stage.source!r})")
+    if round_ > 1:
+        _needs(history, where, f"--history (the results of rounds before round {round_})")
+    if stage.kind == "repeat":
+        trials = _repeat_trials(stage, previous)
+    elif stage.kind == "halving":
+        trials = _halving_trials(search, stage, base, previous, round_, history, log)
+    else:
+        trials = _sampled_trials(search, stage, base, previous, round_, history, log)
+    by_id: dict[str, dict] = {}
+    for t in trials:
+        by_id.setdefault(t["trial_id"], t)
+    unique = list(by_id.values())
+    if len(unique) < len(trials):
+        log(f"{len(trials) - len(unique)} duplicate trial(s) dropped (a small discrete space?)")
+    return {"stage": stage.name, "trials": {t["trial_id"]: t for t in unique},
+            "packs": pack_trials(unique, search.pack_size)}

@@ -1,0 +1,54 @@
+# Tables per round and per stage (trials, seed averages, leaderboard) and the final selection.
+
+
+rule aggregate_round:
+    input:
+        code=dag.code("aggregate.py"),
+        packs=lambda wc: round_packs(wc.stage, int(wc.round)),
+    output:
+        f"{RESULTS}/{{stage}}/round{{round}}/trials.parquet",
+    params:
+        trials=f"{RESULTS}/{{stage}}/trials",
+    log:
+        f"{RESULTS}/logs/aggregate/{{stage}}_round{{round}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} aggregate --packs {input.packs} --trials-dir {params.trials} "
+        "--out {output} > {log} 2>&1"
+
+
+rule aggregate_stage:
+    input:
+        code=dag.code("aggregate.py"),
+        packs=lambda wc: stage_packs(wc.stage),
+    output:
+        trials=f"{RESULTS}/{{stage}}/trials.parquet",
+        seeds=f"{RESULTS}/{{stage}}/seeds.parquet",
+        leaderboard=f"{RESULTS}/{{stage}}/leaderboard.csv",
+    params:
+        trials=f"{RESULTS}/{{stage}}/trials",
+    log:
+        f"{RESULTS}/logs/aggregate/{{stage}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} aggregate --summary --packs {input.packs} --trials-dir {params.trials} "
+        "--out {output.trials} > {log} 2>&1"
+
+
+rule select_winner:
+    input:
+        code=dag.code("search/select.py"),
+        table=lambda wc: f"{RESULTS}/{STAGES[wc.select].source}/trials.parquet",
+    output:
+        f"{RESULTS}/{{select}}/winner.json",
+    params:
+        confidence=lambda wc: STAGES[wc.select].confidence,
+    log:
+        f"{RESULTS}/logs/{{select}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} select --table {input.table} --confidence {params.confidence} "
+        "--out {output} 2> {log} | tee -a {log}"

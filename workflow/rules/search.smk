@@ -1,0 +1,46 @@
+# Search stages (PB-26..PB-31): each round of each stage is a checkpoint that writes plan.json
+# (trials + packs); the job graph below it is read from that file, so trial ids exist before
+# any training starts. A plan depends on its stage's settings (params), the previous stage's
+# table (`from:`) and, for Optuna/halving rounds, the earlier rounds' tables.
+
+
+def _previous_table(wildcards):
+    source = STAGES[wildcards.stage].source
+    return [f"{RESULTS}/{source}/trials.parquet"] if source else []
+
+
+def _history_tables(wildcards):
+    stage, r = STAGES[wildcards.stage], int(wildcards.round)
+    first = r - 1 if stage.kind == "halving" else 1   # halving: the last rung; tpe/gp: all rounds
+    return [f"{RESULTS}/{wildcards.stage}/round{k}/trials.parquet" for k in range(max(first, 1), r)]
+
+
+checkpoint plan_round:
+    input:
+        code=dag.code("search", "trial.py"),
+        previous=_previous_table,
+        history=_history_tables,
+    output:
+        f"{RESULTS}/{{stage}}/round{{round}}/plan.json",
+    params:
+        spec=lambda wc: dag.plan_params(config, wc.stage),
+        config=CONFIG_JSON,
+        previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
+        history=lambda wc, input: f"--history {input.history}" if input.history else "",
+    log:
+        f"{RESULTS}/logs/plan/{{stage}}_round{{round}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} plan --config {params.config} --stage {wildcards.stage} "
+        "--round {wildcards.round} {params.previous} {params.history} --out {output} > {log} 2>&1"
+
+
+def round_packs(stage, round_):
+    """The pack done-files of one round (known once its plan checkpoint has run)."""
+    plan = checkpoints.plan_round.get(stage=stage, round=round_).output[0]
+    return [f"{RESULTS}/{stage}/round{round_}/packs/{p}.json" for p in dag.plan_packs(plan)]
+
+
+def stage_packs(stage):
+    return [f for r in range(1, STAGES[stage].n_rounds + 1) for f in round_packs(stage, r)]
