@@ -31,7 +31,6 @@ DATA = f"{RESULTS}/data"
 STAGES = dag.stages(config)  # search.stages, parsed (name → Stage)
 TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
-CONFIG_JSON = dag.resolved_config(config)
 
 
 wildcard_constraints:

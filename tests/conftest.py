@@ -23,7 +23,7 @@ class Workflow:
     def __init__(self, root: Path):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        for name in ("Snakefile", "workflow", "config"):
+        for name in ("Snakefile", "workflow", "config", "envs"):
             src = REPO / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
 
@@ -69,3 +69,11 @@ def nothing_to_do(proc: subprocess.CompletedProcess) -> bool:
 @pytest.fixture
 def workflow(tmp_path) -> Workflow:
     return Workflow(tmp_path / "wf")
+
+
+@pytest.fixture(scope="session")
+def default_pipeline(tmp_path_factory) -> Workflow:
+    """The default `snakemake --cores 2` on digits, run once per test session (≈ 2-3 min)."""
+    wf = Workflow(tmp_path_factory.mktemp("default") / "wf")
+    wf.proc = wf.run(timeout=1200)
+    return wf

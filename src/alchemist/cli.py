@@ -15,8 +15,11 @@ from alchemist.errors import UserError
 COMMANDS = [
     "prep",
     "plan",
-    "select",
+    "train",
     "aggregate",
+    "select",
+    "lr-find",
+    "sanity",
 ]
 
 

@@ -6,6 +6,7 @@ or imports torch/mlflow; plans are read from the JSON files the `plan` rules wro
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import alchemist
@@ -49,8 +50,18 @@ def threads(config: dict, rule: str) -> int:
     return int({**section.get("default", {}), **section.get(rule, {})}.get("threads", 1))
 
 
+_JSON_CACHE: dict[str, tuple[tuple[int, int], dict]] = {}
+
+
 def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """Parsed JSON, cached by (mtime, size): input functions ask for the same plan per pack."""
+    stat = os.stat(path)
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _JSON_CACHE.get(str(path))
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, json.loads(Path(path).read_text()))
+        _JSON_CACHE[str(path)] = cached
+    return cached[1]
 
 
 # ---------------------------------------------------------------- search stages and packs
@@ -64,38 +75,90 @@ def stages(config: dict):
     return parse_search(config).stages
 
 
-def resolved_config(config: dict, folder: Path = Path(".snakemake/alchemist")) -> str:
-    """Write the validated config once, content-addressed, for the `plan` jobs to read.
-    Not a tracked input: the params below carry what each plan depends on."""
-    text = canonical_json(config)
-    path = folder / f"config-{__import__('hashlib').sha256(text.encode()).hexdigest()[:16]}.json"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return str(path)
+def _canonical_space(space: dict | None) -> dict | None:
+    """The space with choice/grid lists in canonical order (their YAML order must not matter)."""
+    from alchemist.search.space import LIST_KINDS, value_order
+
+    if not isinstance(space, dict):
+        return space
+    out = {}
+    for key, spec in space.items():
+        if isinstance(spec, dict):
+            spec = {k: sorted(v, key=value_order) if k in LIST_KINDS and isinstance(v, list) else v
+                    for k, v in spec.items()}
+        out[key] = spec
+    return out
 
 
-def plan_params(config: dict, stage: str) -> str:
-    """What a stage's plan depends on besides its input tables: never other stages' settings."""
+def plan_config(config: dict, stage: str) -> str:
+    """Everything a stage's plan depends on besides its input tables, as canonical JSON: it is
+    both the plan job's rerun trigger (params) and the config the job reads. Later stages'
+    settings are left out, so changing them never reruns this stage."""
     search = config.get("search", {})
-    spec = next(s for s in search.get("stages", []) if s.get("name") == stage)
-    return canonical_json({"train": config.get("train", {}), "space": search.get("space"),
-                           "pack_size": search.get("pack_size"), "seed": search.get("seed"),
-                           "stage": spec})
+    specs = search.get("stages", [])
+    upto = next(i for i, s in enumerate(specs) if s.get("name") == stage)
+    stages = [{k: (_canonical_space(v) if k == "space" else v) for k, v in s.items()}
+              for s in specs[: upto + 1]]
+    return canonical_json({"train": config.get("train", {}),
+                           "search": {"space": _canonical_space(search.get("space")),
+                                      "pack_size": search.get("pack_size"),
+                                      "seed": search.get("seed"), "stages": stages}})
 
 
 def plan_packs(plan_file: str) -> dict[str, list[str]]:
     return read_json(plan_file)["packs"]
 
 
-def pack_spec(plan_file: str, pack: str) -> str:
-    """Canonical JSON of the pack's trial configs: the pack job's rerun trigger."""
-    plan = read_json(plan_file)
-    return canonical_json([plan["trials"][t] for t in plan["packs"][pack]])
+def pack_trials(plan_file: str, pack: str) -> str:
+    """The pack's trial ids: its rerun trigger (each id hashes the trial's full settings)."""
+    return " ".join(read_json(plan_file)["packs"][pack])
 
 
 def pack_split(plan_file: str, pack: str) -> str:
     plan = read_json(plan_file)
     return plan["trials"][plan["packs"][pack][0]].get("data", "train")
+
+
+# ---------------------------------------------------------------- tracking and the lockbox
+def quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(str(text))
+
+
+def config_hash(config: dict) -> str:
+    from alchemist.trial import short_hash
+
+    return short_hash({k: v for k, v in config.items() if k not in ("final_test", "unseal_reason")}, 16)
+
+
+def tracking_args(config: dict) -> str:
+    mlflow = config.get("mlflow", {})
+    if not mlflow.get("enabled", True):
+        return "--no-tracking"
+    uri = f"--tracking-uri {quote(mlflow['tracking_uri'])} " if mlflow.get("tracking_uri") else ""
+    return f"{uri}--experiment {quote(mlflow.get('experiment', 'alchemist'))}"
+
+
+_GATE_PASSED = False
+
+
+def lockbox_gate(config: dict, data_dir: str, results: str) -> None:
+    """Refuse a second test-set opening before any job runs (checked once per Snakemake run)."""
+    global _GATE_PASSED
+    if _GATE_PASSED:
+        return
+    from alchemist import lockbox
+
+    def remote_events(key: str) -> list[dict]:
+        mlflow = config.get("mlflow", {})
+        if not mlflow.get("enabled", True):
+            return []
+        from alchemist.track import LockboxLedger
+
+        return LockboxLedger(mlflow.get("tracking_uri"), mlflow.get("experiment", "alchemist"),
+                             Path(results)).events(key)
+
+    lockbox.gate_or_exit(Path(data_dir), config.get("unseal_reason"), remote_events,
+                         Path(results) / "lockbox" / "ledger.jsonl")
+    _GATE_PASSED = True

@@ -23,8 +23,7 @@ checkpoint plan_round:
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/plan.json",
     params:
-        spec=lambda wc: dag.plan_params(config, wc.stage),
-        config=CONFIG_JSON,
+        config=lambda wc: dag.plan_config(config, wc.stage),
         previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         history=lambda wc, input: f"--history {input.history}" if input.history else "",
     log:
@@ -32,7 +31,7 @@ checkpoint plan_round:
     conda:
         ENV
     shell:
-        "{ALCHEMIST} plan --config {params.config} --stage {wildcards.stage} "
+        "{ALCHEMIST} plan --config-json {params.config:q} --stage {wildcards.stage} "
         "--round {wildcards.round} {params.previous} {params.history} --out {output} > {log} 2>&1"
 
 

@@ -18,7 +18,7 @@ rule train_pack:
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/packs/{{pack}}.json",
     params:
-        spec=lambda wc: dag.pack_spec(_plan_of(wc), wc.pack),
+        trials_ids=lambda wc: dag.pack_trials(_plan_of(wc), wc.pack),
         plan=_plan_of,
         trials=f"{RESULTS}/{{stage}}/trials",
     log:

@@ -8,8 +8,11 @@ HELP = "Plan a search stage: sample its trials and group them into packs (plan.j
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, type=Path,
-                   help="the resolved config (YAML or JSON) with `train:` and `search:` sections")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path,
+                        help="a config file (YAML or JSON) with `train:` and `search:` sections")
+    source.add_argument("--config-json", metavar="JSON",
+                        help="the same as a JSON string (what the pipeline's plan rule passes)")
     p.add_argument("--stage", required=True, help="the stage name (search.stages[].name)")
     p.add_argument("--previous", metavar="TABLE",
                    help="results table (parquet) of the stage named in this stage's `from:`")
@@ -28,7 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from alchemist.search.plan import build_plan
     from alchemist.search.results_io import dumps, read_table, write_atomic
 
-    config = load_config_file(args.config)
+    if args.config_json:
+        import json
+
+        from alchemist.config import validate
+        config = validate(json.loads(args.config_json))
+    else:
+        config = load_config_file(args.config)
     previous = read_table(args.previous, "--previous table") if args.previous else None
     history = None
     if args.history:

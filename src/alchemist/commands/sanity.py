@@ -1,0 +1,26 @@
+"""`alchemist sanity`: initial-loss and overfit-a-tiny-batch checks (PB-24)."""
+from __future__ import annotations
+
+from alchemist.commands.lr_find import add_trial_arguments
+
+HELP = "sanity checks before a search: initial loss ≈ ln C, and a tiny batch can be overfit"
+
+
+def add_arguments(p) -> None:
+    add_trial_arguments(p)
+    p.add_argument("--out", required=True, help="the JSON report")
+    p.add_argument("--rows", type=int, default=32, help="size of the tiny batch")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--strict", action="store_true", help="exit 1 when a check fails")
+
+
+def run(args) -> int:
+    import json
+
+    from alchemist.sanity import sanity
+    from alchemist.train.pack import trial_from_args
+
+    report = sanity(trial_from_args(args.trial, args.set), args.data_dir, args.out, rows=args.rows,
+                    steps=args.steps, device=args.device, threads=args.threads)
+    print(json.dumps({k: report[k] for k in ("passed", "advice")}))
+    return 1 if args.strict and not report["passed"] else 0

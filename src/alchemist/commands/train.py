@@ -1,0 +1,27 @@
+"""`alchemist train`: train one pack of trials (docs/architecture.md, "A pack")."""
+from __future__ import annotations
+
+HELP = "train a pack of trials (one vectorised model) and write per-trial outputs"
+
+
+def add_arguments(p) -> None:
+    src = p.add_argument_group("which trials (either --plan with --pack, or --trials)")
+    src.add_argument("--plan", help="results/<stage>/plan.json")
+    src.add_argument("--pack", help="pack id in the plan (or a name for a --trials pack)")
+    src.add_argument("--trials", help="JSON list of trial configs (a pack spec); defaults fill the rest")
+    p.add_argument("--data-dir", required=True, help="prepared data (prep.json, train/val parquet)")
+    p.add_argument("--out-dir", required=True, help="trial directories go here: <out-dir>/<trial_id>/")
+    p.add_argument("--done", help="write this JSON when the pack has finished")
+    p.add_argument("--device", default="auto", help="auto (trial setting, CUDA when present) | cpu | cuda[:N]")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: $ALCHEMIST_THREADS, "
+                                               "$SLURM_CPUS_PER_TASK or torch's own)")
+    p.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep <out-dir>/_checkpoints/<pack>.pt after the pack finishes")
+
+
+def run(args) -> int:
+    from alchemist.train.pack import load_pack, run_pack
+
+    pack_id, stage, trials = load_pack(args.plan, args.pack, args.trials)
+    return run_pack(trials, args.data_dir, args.out_dir, pack_id=pack_id, stage=stage, done=args.done,
+                    device=args.device, threads=args.threads, keep_checkpoint=args.keep_checkpoint)

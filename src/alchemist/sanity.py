@@ -1,0 +1,56 @@
+"""Sanity checks before a search (PB-24): the initial loss is what chance predicts (≈ ln C for
+C-class cross-entropy, ln 2 for binary), and the model can overfit one tiny batch."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def expected_initial_loss(loss: str, n_classes: int, y) -> float:
+    if loss == "cross_entropy":
+        return math.log(n_classes)
+    if loss == "bce":
+        return math.log(2)
+    return float((y.double() ** 2).mean())      # MSE of predicting 0 for (standardised) targets
+
+
+def sanity(trial: dict, data_dir, out_file=None, *, rows=32, steps=300, threshold=0.05,
+           tolerance=0.5, device="auto", threads=None) -> dict:
+    """`tolerance`: the initial loss may differ from the expected one by this fraction.
+    `threshold`: the tiny batch's final loss must fall below this fraction of its initial loss."""
+    import torch
+
+    from alchemist.train.data import Split
+    from alchemist.train.engine import PackTrainer
+    from alchemist.train.pack import prepare
+
+    dev, prep, train, val = prepare(trial, data_dir, device, threads)
+    trainer = PackTrainer([trial], prep, train, val, dev)
+    init = trainer.init_loss[0]
+    expected = expected_initial_loss(trainer.loss, prep.n_classes, val.y)
+    # the tiny batch: no regularisation, no augmentation, the trial's model and optimiser
+    plain = trial | {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "augment": False, "early_stopping": False}
+    tiny = Split(train.X[:rows], train.y[:rows])
+    fit = PackTrainer([plain], prep, tiny, tiny, dev)
+    idx = torch.arange(len(tiny.y), device=dev).unsqueeze(0)
+    losses = []
+    for _ in range(steps):
+        loss, _ = fit.forward_loss(idx)
+        fit.backward(loss)
+        fit.optimizer_step(probe=False)
+        losses.append(float(loss[0].detach()))
+    report = {
+        "initial_loss": {"value": init, "expected": expected, "tolerance": tolerance,
+                         "ok": math.isfinite(init) and abs(init - expected) <= tolerance * expected},
+        "overfit_tiny_batch": {"rows": len(tiny.y), "steps": steps, "initial_loss": losses[0],
+                               "final_loss": losses[-1], "threshold": threshold * losses[0],
+                               "ok": math.isfinite(losses[-1]) and losses[-1] < threshold * losses[0]},
+    }
+    report["passed"] = report["initial_loss"]["ok"] and report["overfit_tiny_batch"]["ok"]
+    report["advice"] = ("ok" if report["passed"] else
+                        "suspect the data or the model code, not the hyperparameters (PB-24)")
+    if out_file:
+        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_file).write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,89 @@
+"""Resume state of a pack: one atomic file holding everything a bitwise-identical resume needs.
+
+The checkpoint is pack-level (`<out_dir>/_checkpoints/<pack_id>.pt`), written atomically (temp
+file, fsync, os.replace), so a SIGKILL at any moment leaves either the old or the new file. It
+holds the model and optimiser tensors, every scheduler, every per-trial generator (shuffle,
+dropout, augmentation; custom models' RNG states), early-stopping state with the best weights,
+the metrics rows so far, and, after SIGTERM, the half-finished epoch (its order, position and
+running sums). It is used only when its trial configs equal the pack's.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import torch
+
+from alchemist.trial import short_hash
+
+
+def pack_fingerprint(trials: list[dict]) -> str:
+    return short_hash([{k: v for k, v in t.items() if k != "checkpoint_every"} for t in trials], 16)
+
+
+def trainer_state(tr) -> dict:
+    return {
+        "epoch": tr.epoch, "status": tr.status, "rows": tr.rows, "best": tr.best,
+        "diverged_epoch": tr.diverged_epoch, "init_loss": tr.init_loss, "pending": tr.pending,
+        "model": tr.model.state_dict(), "custom_rng": getattr(tr.model, "rng", None),
+        "opt": tr.opt.state_dict(), "sched": tr.sched.state_dict(),
+        "gens": {name: [g.get_state() for g in gens] for name, gens in tr.gens.items()},
+    }
+
+
+def restore(tr, state: dict) -> None:
+    for key in ("epoch", "status", "rows", "best", "diverged_epoch", "init_loss", "pending"):
+        setattr(tr, key, state[key])
+    if tr.pending is not None:
+        tr.pending = {k: v.to(tr.device) if torch.is_tensor(v) else v for k, v in tr.pending.items()}
+    tr.model.load_state_dict(state["model"])
+    if state["custom_rng"] is not None:
+        tr.model.rng = state["custom_rng"]
+    tr.opt.load_state_dict(state["opt"])
+    tr.sched.load_state_dict(state["sched"])
+    for name, gens in tr.gens.items():
+        for g, s in zip(gens, state["gens"][name]):
+            g.set_state(s)
+    tr.set_lr()
+
+
+def save_atomic(obj, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: str | Path, fingerprint: str) -> dict | None:
+    """The saved state if `path` exists and belongs to this pack, else None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:        # a foreign or damaged file: start fresh
+        return None
+    return obj["state"] if obj.get("fingerprint") == fingerprint else None
+
+
+class StopOnSigterm:
+    """While active, SIGTERM (how SLURM pre-empts) sets `trainer.stop_requested`; the loop then
+    checkpoints at the next optimiser step and raises Preempted."""
+
+    def __init__(self, trainer):
+        self.trainer, self.previous = trainer, None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            self.trainer.stop_requested = True
+        self.previous = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self.previous)
+        return False

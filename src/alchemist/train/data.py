@@ -1,0 +1,105 @@
+"""Prepared data (docs/architecture.md, `results/data/`) as tensors on the training device.
+
+Tables go to the device once, as whole tensors; batches are index gathers, never DataLoader
+workers. Training refuses the test split (PB-1, PB-32): a file whose sha256 equals
+`prep.json["splits"]["test"]["file_sha256"]` raises a UserError, whatever its name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from alchemist.errors import UserError
+
+
+@dataclass
+class Split:
+    X: torch.Tensor          # (N, F) float32
+    y: torch.Tensor          # (N,) int64 (classification) or float32 (regression)
+
+
+@dataclass
+class Prepared:
+    task: str                # regression | binary | multiclass
+    n_classes: int
+    features: list[str]
+    image_shape: list[int] | None
+    manifest: dict = field(repr=False)
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.task in ("regression", "binary") else self.n_classes
+
+    def class_weights(self) -> list[float] | None:
+        return (self.manifest.get("rebalance") or {}).get("class_weights")
+
+    def rebalance_method(self) -> str:
+        return (self.manifest.get("rebalance") or {}).get("method", "none")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(data_dir: str | Path) -> Prepared:
+    path = Path(data_dir) / "prep.json"
+    if not path.exists():
+        raise UserError(f"{path} not found: run `alchemist prep` first")
+    m = json.loads(path.read_text())
+    return Prepared(task=m["task"], n_classes=int(m.get("n_classes", 1)),
+                    features=list(m["features"]), image_shape=m.get("image_shape"), manifest=m)
+
+
+def load_split(data_dir: str | Path, name: str, prep: Prepared,
+               device: torch.device | str = "cpu") -> Split:
+    """Read `<data_dir>/<name>.parquet` into device tensors (features in manifest order)."""
+    path = Path(data_dir) / f"{name}.parquet"
+    if not path.exists():
+        raise UserError(f"{path} not found")
+    test_sha = (prep.manifest.get("splits", {}).get("test") or {}).get("file_sha256")
+    if name == "test" or (test_sha and file_sha256(path) == test_sha):
+        raise UserError(f"training refuses test data ({path}); only the lockbox reads it (PB-32)")
+    frame = pd.read_parquet(path)
+    missing = [c for c in [*prep.features, "_y"] if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {missing[:5]}")
+    X = torch.from_numpy(frame[prep.features].to_numpy("float32", copy=True))
+    y_dtype = "float32" if prep.task == "regression" else "int64"
+    y = torch.from_numpy(frame["_y"].to_numpy(y_dtype, copy=True))
+    return Split(X.to(device), y.to(device))
+
+
+def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Tensor:
+    """PB-5 image augmentation of a (K, B, F) batch: random shifts (zero padded), horizontal flips,
+    Gaussian noise; each trial draws from its own generator with its own settings."""
+    K, B, _ = x.shape
+    c, h, w = image_shape
+    dev = x.device
+    out = []
+    for k, (cfg, gen) in enumerate(zip(trials, gens)):
+        xi = x[k].reshape(B, c, h, w)
+        s = int(cfg["aug_shift"])
+        if s > 0:
+            padded = torch.nn.functional.pad(xi, (s, s, s, s))
+            dy = torch.randint(0, 2 * s + 1, (B, 1), generator=gen, device=dev)
+            dx = torch.randint(0, 2 * s + 1, (B, 1), generator=gen, device=dev)
+            rows = (dy + torch.arange(h, device=dev))[:, None, :, None]
+            cols = (dx + torch.arange(w, device=dev))[:, None, None, :]
+            xi = padded[torch.arange(B, device=dev)[:, None, None, None],
+                        torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+        if cfg["aug_flip"]:
+            flip = torch.rand(B, generator=gen, device=dev) < 0.5
+            xi = torch.where(flip[:, None, None, None], xi.flip(-1), xi)
+        if cfg["aug_noise"] > 0:
+            xi = xi + cfg["aug_noise"] * torch.randn(xi.shape, generator=gen, device=dev)
+        out.append(xi.reshape(B, -1))
+    return torch.stack(out)

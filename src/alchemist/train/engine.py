@@ -1,0 +1,290 @@
+"""The training engine: K trials of one architecture trained together as one vectorised model.
+
+A single trial is a pack of one; there is no other code path. Per-trial independence (pack ==
+solo) comes from three rules: every random draw uses the trial's own generator (init, epoch
+order, dropout, augmentation, oversampling); the loss is the sum of each trial's mean loss, so
+each trial's gradient is its solo gradient; and every per-trial setting is a column in the
+vectorised update, with unused settings exact identities. A trial that stops (diverged, early
+stopped) is frozen with LR 0; the rest of the pack goes on.
+
+Per epoch: shuffle (PB-6), mini-batches (PB-15) with gradient accumulation (PB-17), per-trial
+global-norm clipping (PB-16), L1 (PB-20), evaluation, early stopping (PB-21), LR schedule
+(PB-14). Gradient norm and update/weight ratios (PB-18) are measured on each epoch's last step.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from alchemist.errors import UserError
+from alchemist.train.data import Prepared, Split, augment
+from alchemist.train.models import build_model, trial_generator
+from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
+
+# PackNet's parameters are strided views of one (K, P) tensor; their grads accumulate in place.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+DIVERGE_FACTOR = 100.0     # a train loss above 100x the initial loss counts as diverged (PB-16)
+EVAL_CHUNK = 4096
+ALIGN = 4                  # rows per batch block are kept a multiple of this (see batch_spans)
+
+
+def batch_spans(n: int, batch: int) -> list[tuple[int, int]]:
+    """Row ranges of an epoch's mini-batches. The last one is cut to a multiple of ALIGN rows
+    (its up to 3 rows left out differ every epoch): CPU BLAS picks its kernel by the 16-byte
+    alignment of each trial's block in a batched matmul, and a trial's sums must not depend on
+    where it sits in the pack. (Batch sizes that are multiples of 4 keep every batch aligned.)"""
+    spans = [(s, min(s + batch, n)) for s in range(0, n, batch)]
+    s, e = spans[-1]
+    if e - s < batch:
+        spans[-1] = (s, s + (e - s) // ALIGN * ALIGN)
+    return [(s, e) for s, e in spans if e - s >= 2]      # batch norm needs 2 rows
+
+
+class Preempted(Exception):
+    """SIGTERM arrived: the state was checkpointed and the process should exit (143)."""
+
+
+def loss_kind(cfg: dict, task: str) -> str:
+    """PB-7: the loss follows the task unless set."""
+    kind = cfg["loss"] if cfg["loss"] != "auto" else {
+        "regression": "mse", "binary": "bce", "multiclass": "cross_entropy"}[task]
+    ok = {"mse": ("regression",), "bce": ("binary",), "cross_entropy": ("binary", "multiclass")}
+    if task not in ok.get(kind, ()):
+        raise UserError(f"loss {kind!r} does not fit a {task} task (PB-7)")
+    return kind
+
+
+def per_trial_loss(out, y, kind: str, class_w=None):
+    """Mean loss of each trial, (K,); with class weights a weighted mean (PB-4)."""
+    K, B = y.shape
+    if kind == "cross_entropy":
+        loss = F.cross_entropy(out.reshape(K * B, -1), y.reshape(-1), weight=class_w,
+                               reduction="none").view(K, B)
+    elif kind == "bce":
+        loss = F.binary_cross_entropy_with_logits(out.squeeze(-1), y.to(out.dtype), reduction="none")
+        loss = loss * class_w[y] if class_w is not None else loss
+    else:
+        loss = F.mse_loss(out.squeeze(-1), y.to(out.dtype), reduction="none")
+    return loss.sum(1) / class_w[y].sum(1) if class_w is not None else loss.mean(1)
+
+
+def score(out, y, kind: str):
+    """Per trial: number correct (classification) or sum of squared errors (regression)."""
+    if kind == "mse":
+        return (out.squeeze(-1).float() - y).pow(2).sum(1, dtype=torch.float64)
+    pred = out.argmax(-1) if kind == "cross_entropy" else (out.squeeze(-1) > 0).long()
+    return (pred == y).sum(1, dtype=torch.float64)
+
+
+class PackTrainer:
+    def __init__(self, trials: list[dict], prep: Prepared, train: Split, val: Split, device):
+        self.trials, self.K, self.prep, self.device = trials, len(trials), prep, torch.device(device)
+        cfg = trials[0]
+        self.train, self.val, self.epochs = train, val, int(cfg["epochs"])
+        self.loss = loss_kind(cfg, prep.task)
+        n_out = prep.n_classes if self.loss == "cross_entropy" else 1
+        self.model = build_model(trials, train.X.shape[1], n_out, prep.image_shape, self.device)
+        self.slots, self.matrices = self.model.slots(), self.model.matrix_slots()
+        self.opt = PackOptimizer(cfg["optimizer"], self.slots, trials)
+        self.sched = PackSchedule(trials, self.epochs)
+        self.gens = {s: [trial_generator(t, s, "cpu" if s == "shuffle" else self.device) for t in trials]
+                     for s in ("shuffle", "dropout", "augment")}
+        weights = prep.class_weights() if cfg["rebalance"] == "prep" else None
+        method = prep.rebalance_method() if weights else "none"
+        self.class_w = torch.tensor(weights, device=self.device) if method == "class_weight" else None
+        self.row_w = torch.tensor(weights)[train.y.cpu()] if method == "oversample" else None
+        self.clip = torch.tensor([float(t["grad_clip"] or math.inf) for t in trials], device=self.device)
+        self.l1 = torch.tensor([float(t["l1"]) for t in trials], device=self.device)
+        self.any_clip, self.any_l1 = any(t["grad_clip"] for t in trials), any(t["l1"] for t in trials)
+        self.augment = bool(cfg["augment"]) and prep.image_shape is not None
+        self.autocast = bool(cfg["bf16"]) and self.device.type == "cuda"
+        self.batch, self.accum = int(cfg["batch_size"]), int(cfg["grad_accum"])
+        # bookkeeping, all of it in the checkpoint
+        self.epoch, self.status = 0, ["running"] * self.K
+        self.rows: list[list[dict]] = [[] for _ in trials]
+        self.best = [{"epoch": None, "value": None, "val_loss": None, "val_metric": None, "bad": 0,
+                      "state": None} for _ in trials]
+        self.diverged_epoch: list[int | None] = [None] * self.K
+        self.init_loss = self.evaluate(val)[0].tolist()
+        self.stop_requested, self.pending = False, None
+        self.set_lr()
+
+    @property
+    def active(self) -> list[bool]:
+        return [s == "running" for s in self.status]
+
+    # -- one step -------------------------------------------------------------------------------
+    def forward_loss(self, idx):
+        """Per-trial data loss (K,) and scores on the rows idx (K, B)."""
+        xb, yb = self.train.X[idx], self.train.y[idx]
+        if self.augment:
+            xb = augment(xb, self.trials, self.gens["augment"], self.prep.image_shape)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(xb, self.gens["dropout"])
+        return per_trial_loss(out.float(), yb, self.loss, self.class_w), score(out.detach(), yb, self.loss)
+
+    def backward(self, loss):
+        total = loss
+        if self.any_l1:
+            l1 = torch.zeros(self.K, device=self.device)
+            for s in self.matrices:
+                a = lead(s.param, s).abs().flatten(1).sum(1)
+                l1 = l1 + a if s.stacked else l1.index_add(0, torch.tensor(s.owners, device=a.device), a)
+            total = total + self.l1 * l1
+        (total.sum() / self.accum).backward()
+
+    def optimizer_step(self, probe: bool):
+        """Clip per trial, step, zero grads; on a probe step also measure PB-18 ratios."""
+        norms = trial_grad_norms(self.slots, self.K) if probe or self.any_clip else None
+        if self.any_clip:
+            coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
+            for s in self.slots:
+                if s.param.grad is not None:
+                    c = coef if s.stacked else coef[s.owners]
+                    lead(s.param.grad, s).mul_(c.view(-1, *[1] * (s.param.dim() - s.stacked)))
+        before = [s.param.detach().clone() for s in self.matrices] if probe else None
+        self.opt.step()
+        self.model.zero_grad_()
+        if probe:
+            ratios = [[] for _ in range(self.K)]
+            for s, b in zip(self.matrices, before):
+                r = (lead(s.param.detach(), s) - lead(b, s)).flatten(1).norm(dim=1) / \
+                    lead(b, s).flatten(1).norm(dim=1).clamp_min(1e-12)
+                for k, v in zip(s.owners, r.tolist()):
+                    ratios[k].append(v)
+            return norms.tolist(), ratios
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def epoch_order(self):
+        """Each active trial's row order for this epoch from its own generator (PB-6, PB-4)."""
+        N, orders = len(self.train.y), []
+        for k, gen in enumerate(self.gens["shuffle"]):
+            if not self.active[k]:
+                orders.append(torch.arange(N))
+            elif self.row_w is not None:
+                orders.append(torch.multinomial(self.row_w, N, replacement=True, generator=gen))
+            else:
+                orders.append(torch.randperm(N, generator=gen))
+        return torch.stack(orders).to(self.device)
+
+    def run_epoch(self, resume: dict | None = None):
+        self.model.train()
+        st = resume or {"order": self.epoch_order(), "batch": 0, "elapsed": 0.0,
+                        "loss": torch.zeros(self.K, dtype=torch.float64, device=self.device),
+                        "score": torch.zeros(self.K, dtype=torch.float64, device=self.device), "n": 0}
+        t0 = time.perf_counter() - st["elapsed"]
+        spans = batch_spans(st["order"].shape[1], self.batch)
+        probe = None
+        for b in range(st["batch"], len(spans)):
+            idx = st["order"][:, spans[b][0]:spans[b][1]]
+            loss, sc = self.forward_loss(idx)
+            self.backward(loss)
+            st["loss"] += loss.detach().double() * idx.shape[1]
+            st["score"] += sc
+            st["n"] += idx.shape[1]
+            last = b == len(spans) - 1
+            if (b + 1) % self.accum == 0 or last:
+                probe = self.optimizer_step(probe=last)
+                if self.stop_requested and not last:
+                    st.update(batch=b + 1, elapsed=time.perf_counter() - t0)
+                    raise Preempted(st)
+        return st, probe, time.perf_counter() - t0
+
+    @torch.no_grad()
+    def evaluate(self, split: Split):
+        """Per trial (K,) loss, metric (accuracy or RMSE) and R² on a whole split, eval mode."""
+        self.model.eval()
+        N = len(split.y)
+        loss = torch.zeros(self.K, dtype=torch.float64, device=self.device)
+        sc = torch.zeros_like(loss)
+        for s in range(0, N, EVAL_CHUNK):
+            x, y = split.X[s:s + EVAL_CHUNK], split.y[s:s + EVAL_CHUNK]
+            pad = -len(y) % ALIGN           # zero rows, dropped below: aligned per-trial blocks
+            xp = F.pad(x, (0, 0, 0, pad)) if pad else x
+            xk, yk = xp.expand(self.K, *xp.shape), y.expand(self.K, *y.shape)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.model(xk)[:, :len(y)]
+            loss += per_trial_loss(out.float(), yk, self.loss, self.class_w).double() * len(y)
+            sc += score(out, yk, self.loss)
+        self.model.train()
+        if self.loss == "mse":
+            sst = (split.y.double() - split.y.double().mean()).pow(2).sum()
+            return loss / N, (sc / N).sqrt(), 1 - sc / sst
+        return loss / N, sc / N, None
+
+    def end_epoch(self, st, probe, wall: float):
+        """Log a row per running trial; diverged / early-stopping bookkeeping; schedule step."""
+        self.epoch += 1
+        val_loss, val_metric, val_r2 = self.evaluate(self.val)
+        train_loss = (st["loss"] / st["n"]).tolist()
+        train_metric = (st["score"] / st["n"]).sqrt() if self.loss == "mse" else st["score"] / st["n"]
+        lrs = self.opt.lr.tolist()
+        norms, ratios = probe
+        mode = "min" if self.loss == "mse" else "max"
+        for k, t in enumerate(self.trials):
+            if not self.active[k]:
+                continue
+            r = sorted(ratios[k]) or [math.nan]
+            row = {"epoch": self.epoch, "train_loss": train_loss[k], "val_loss": float(val_loss[k]),
+                   "train_metric": float(train_metric[k]), "val_metric": float(val_metric[k]),
+                   "lr": lrs[k], "grad_norm": norms[k], "update_ratio_min": r[0],
+                   "update_ratio_median": statistics.median(r), "update_ratio_max": r[-1],
+                   "epoch_time_s": wall}
+            if val_r2 is not None:
+                row["val_r2"] = float(val_r2[k])
+            self.rows[k].append(row)
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])) or \
+                    row["train_loss"] > DIVERGE_FACTOR * max(self.init_loss[k], 1e-3):
+                self.status[k], self.diverged_epoch[k] = "diverged", self.epoch
+                continue
+            best = self.best[k]
+            by_loss = t["monitor"] == "val_loss"
+            value = row["val_loss"] if by_loss else row["val_metric"]
+            sign = 1 if (by_loss or mode == "min") else -1
+            if best["value"] is None or sign * (best["value"] - value) > t["min_delta"]:
+                best.update(epoch=self.epoch, value=value, val_loss=row["val_loss"],
+                            val_metric=row["val_metric"], bad=0, state=self.model.trial_state(k))
+            else:
+                best["bad"] += 1
+                if t["early_stopping"] and best["bad"] >= t["patience"]:
+                    self.status[k] = "early_stopped"
+            if self.epoch >= self.epochs and self.status[k] == "running":
+                self.status[k] = "completed"
+        self.sched.step(val_loss.tolist())
+        self.set_lr()
+
+    def set_lr(self):
+        """Each trial's scheduled LR for the next epoch; 0 freezes trials that stopped."""
+        self.opt.set_lr(self.sched.lrs() * torch.tensor(self.active, dtype=torch.float64))
+
+    def finish(self):
+        """Final weights: the best epoch's where early stopping restores them, or after divergence."""
+        for k, t in enumerate(self.trials):
+            state = self.best[k]["state"]
+            if state is not None and (t["early_stopping"] or self.status[k] == "diverged"):
+                self.model.load_trial_state(k, state)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, checkpoint=None, every: int = 1):
+        """Train until every trial has stopped. `checkpoint(trainer)` saves resume state: every
+        `every` epochs, and mid-epoch when SIGTERM set `stop_requested` (then Preempted)."""
+        while any(self.active) and self.epoch < self.epochs:
+            try:
+                st, probe, wall = self.run_epoch(self.pending)
+            except Preempted as stop:
+                self.pending = stop.args[0]
+                if checkpoint:
+                    checkpoint(self)
+                raise
+            self.pending = None
+            self.end_epoch(st, probe, wall)
+            if checkpoint and (self.epoch % every == 0 or self.stop_requested):
+                checkpoint(self)
+            if self.stop_requested and any(self.active) and self.epoch < self.epochs:
+                raise Preempted(None)
+        self.finish()

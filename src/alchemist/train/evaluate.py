@@ -1,0 +1,44 @@
+"""Load a trained trial (`<trial_dir>/model.pt` + `config.json`) and predict or evaluate on given
+tensors. The lockbox uses this on the test split; training code never does (PB-32)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from alchemist.train.engine import per_trial_loss, score
+from alchemist.train.models import build_model
+
+
+class TrainedTrial:
+    def __init__(self, trial_dir: str | Path, device: str = "cpu"):
+        saved = torch.load(Path(trial_dir) / "model.pt", map_location=device, weights_only=False)
+        self.config, self.loss, self.task = saved["config"], saved["loss"], saved["task"]
+        n_out = saved["n_classes"] if self.loss == "cross_entropy" else 1
+        self.model = build_model([self.config], saved["n_inputs"], n_out, saved["image_shape"], device)
+        self.model.load_trial_state(0, saved["state"])
+        self.model.eval()
+        self.device = device
+
+    @torch.no_grad()
+    def predict(self, X: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """Raw outputs (logits, or values for regression), shape (N, outputs)."""
+        X = X.to(self.device, torch.float32)
+        return torch.cat([self.model(X[s:s + chunk].unsqueeze(0))[0] for s in range(0, len(X), chunk)])
+
+    @torch.no_grad()
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict:
+        """Unweighted loss and the trial's metric (accuracy, or RMSE with R²) on (X, y)."""
+        out = self.predict(X).unsqueeze(0)
+        y = y.to(self.device).unsqueeze(0)
+        loss = float(per_trial_loss(out, y, self.loss)[0])
+        s = float(score(out, y, self.loss)[0])
+        n = y.shape[1]
+        if self.loss == "mse":
+            sst = float((y.double() - y.double().mean()).pow(2).sum())
+            return {"loss": loss, "metric": "rmse", "value": (s / n) ** 0.5, "r2": 1 - s / sst, "rows": n}
+        return {"loss": loss, "metric": "accuracy", "value": s / n, "rows": n}
+
+
+def evaluate(trial_dir, X, y, device: str = "cpu") -> dict:
+    return TrainedTrial(trial_dir, device).evaluate(X, y)

@@ -1,0 +1,325 @@
+"""Models for a pack of K trials: forward takes x of shape (K, B, F) and returns (K, B, out).
+
+Every parameter is one leaf tensor stacked over the pack, shape (K, ...); the forward uses
+batched matmuls (torch.baddbmm) and grouped convolutions, so a pack costs about one model's
+Python overhead. Each trial draws its init and dropout masks from its own torch.Generator, so its
+numbers do not depend on its pack-mates (pack == solo). A custom `module:callable` model is K
+separate instances run in a loop, each with its own RNG stream.
+
+`slots()` lists (tensor, owners, is_matrix): the optimiser, L1 and update-ratio code treat every
+slot as a (len(owners), ...) stack, whatever the model.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alchemist.errors import UserError
+
+ACTIVATIONS = {"relu": F.relu, "leaky_relu": F.leaky_relu, "tanh": torch.tanh,
+               "sigmoid": torch.sigmoid, "gelu": F.gelu}
+INITS = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal",
+         "scaled", "torch")
+
+
+class Slot(NamedTuple):
+    """A parameter as the optimiser sees it: stacked (K, ...) or one trial's own tensor."""
+    param: torch.Tensor
+    owners: list[int]
+    matrix: bool      # a weight matrix / conv kernel (L1, update ratios); not a bias or BN scale
+    stacked: bool
+
+
+STREAMS = ("init", "shuffle", "dropout", "augment")
+
+
+def trial_generator(cfg: dict, stream: str, device="cpu") -> torch.Generator:
+    """A trial's own random stream for one purpose (PB-6): independent of its pack-mates."""
+    return torch.Generator(device=device).manual_seed(int(cfg["seed"]) * len(STREAMS) + STREAMS.index(stream))
+
+
+def init_weight_(w: torch.Tensor, fan_in: int, fan_out: int, cfg: dict, gen) -> torch.Tensor:
+    """PB-10 initialisations for one trial's weight, with explicit fans (layout-independent)."""
+    kind = cfg["init"]
+    act = cfg["activation"]
+    gain = nn.init.calculate_gain("relu" if act == "gelu" else act)
+    fan = fan_in if cfg.get("init_mode", "fan_in") == "fan_in" else fan_out
+    with torch.no_grad():
+        if kind == "kaiming_normal":
+            return w.normal_(0.0, gain / math.sqrt(fan), generator=gen)
+        if kind == "kaiming_uniform":
+            bound = gain * math.sqrt(3.0 / fan)
+            return w.uniform_(-bound, bound, generator=gen)
+        if kind == "xavier_normal":
+            return w.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=gen)
+        if kind == "xavier_uniform":
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            return w.uniform_(-bound, bound, generator=gen)
+        if kind == "normal":
+            return w.normal_(0.0, 0.02, generator=gen)
+        if kind == "scaled":
+            return w.normal_(0.0, 1.0, generator=gen).mul_(cfg["init_scale"] / math.sqrt(fan_in))
+        if kind == "torch":   # nn.Linear's default: kaiming_uniform(a=sqrt(5)) = U(±1/sqrt(fan_in))
+            return w.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=gen)
+    raise UserError(f"unknown init {kind!r}; choose one of {', '.join(INITS)}")
+
+
+def hidden_widths(cfg: dict, n_in: int, n_out: int) -> list[int]:
+    """Explicit widths, or PB-8's `auto` rule (one layer, rounded to a multiple of 8)."""
+    hidden = cfg["hidden"]
+    if hidden == "auto":
+        raw = (n_in + n_out) / 2 if cfg.get("auto_width", "mean") == "mean" else 2 * n_in / 3 + n_out
+        return [max(8, int(round(raw / 8)) * 8)]
+    return [int(h) for h in ([hidden] if isinstance(hidden, int) else hidden)]
+
+
+def dropout_ps(trials: list[dict], n_layers: int) -> list[list[float]]:
+    """Per layer, per trial dropout probability: a float applies to every hidden layer."""
+    per_trial = []
+    for t in trials:
+        d = t["dropout"]
+        ps = [float(d)] * n_layers if isinstance(d, (int, float)) else [float(p) for p in d]
+        if len(ps) != n_layers or not all(0 <= p < 1 for p in ps):
+            raise UserError(f"dropout {d!r}: one value in [0, 1) or one per hidden layer ({n_layers})")
+        per_trial.append(ps)
+    return [list(col) for col in zip(*per_trial)] if n_layers else []
+
+
+class PackNet(nn.Module):
+    """MLP / residual MLP / small CNN for K trials (`model`: mlp | resmlp | cnn | rescnn)."""
+
+    def __init__(self, trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu"):
+        super().__init__()
+        cfg, K = trials[0], len(trials)
+        self.K, self.kind, self.bn = K, cfg["model"], bool(cfg["batch_norm"])
+        self.act = ACTIVATIONS.get(cfg["activation"])
+        if self.act is None:
+            raise UserError(f"unknown activation {cfg['activation']!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.specs: list[tuple] = []         # (name, per-trial shape, fan_in, fan_out or fill value)
+        self.matrices: list[str] = []
+        self.convs: list[str] = []
+        if self.kind in ("cnn", "rescnn"):
+            if not image_shape:
+                raise UserError(f"model {self.kind!r} needs image-shaped inputs (prep.json image_shape)")
+            self.image_shape = list(image_shape)
+            c, h, w = image_shape
+            for i, ch in enumerate(cfg["cnn_channels"]):
+                self._conv(f"c{i}", c, ch)
+                if self.kind == "rescnn":
+                    self._conv(f"r{i}a", ch, ch)
+                    self._conv(f"r{i}b", ch, ch)
+                c = ch
+                if h >= 2 and w >= 2:
+                    h, w = h // 2, w // 2
+            n_in, self.n_stages = c * h * w, len(cfg["cnn_channels"])
+        widths = hidden_widths(cfg, n_in, n_out)
+        if self.kind in ("resmlp",) and len(set(widths)) != 1:
+            raise UserError(f"resmlp needs equal hidden widths, got {widths}")
+        self.widths = widths
+        prev = n_in
+        for i, width in enumerate(widths):
+            if self.kind == "resmlp":
+                self._linear(f"l{i}", prev if i == 0 else width, width, bn=False)
+                self._linear(f"r{i}a", width, width, bn=self.bn)
+                self._linear(f"r{i}b", width, width, bn=False)
+            else:
+                self._linear(f"l{i}", prev, width, bn=self.bn)
+            prev = width
+        self._linear("out", prev, n_out, bn=False)
+        self.drop_p = dropout_ps(trials, len(widths))
+        self._allocate(trials, torch.device(device))
+
+    def _allocate(self, trials, device):
+        """All parameters as views of one (K, P) tensor `flat`, their grads views of `flat.grad`:
+        the optimiser then updates the whole pack with a handful of kernels per step."""
+        sizes = [math.prod(shape) for _, shape, *_ in self.specs]
+        self.flat = torch.zeros(self.K, sum(sizes), device=device)
+        self.flat.grad = torch.zeros_like(self.flat)
+        gens = [trial_generator(t, "init") for t in trials]
+        start = 0
+        for (name, shape, fan_in, fan_out), size in zip(self.specs, sizes):
+            view = self.flat[:, start:start + size].view(self.K, *shape)
+            if fan_in is None:
+                view.fill_(fan_out)
+            else:
+                for k, (t, g) in enumerate(zip(trials, gens)):
+                    view[k].copy_(init_weight_(torch.empty(shape), fan_in, fan_out, t, g))
+            param = nn.Parameter(view)
+            param.grad = self.flat.grad[:, start:start + size].view(self.K, *shape)
+            self.register_parameter(name, param)
+            start += size
+
+    def zero_grad_(self):
+        self.flat.grad.zero_()
+
+    # -- construction ---------------------------------------------------------------------------
+    def _linear(self, name: str, fan_in: int, fan_out: int, bn: bool):
+        self.specs += [(f"{name}_w", (fan_in, fan_out), fan_in, fan_out), (f"{name}_b", (1, fan_out), None, 0.0)]
+        self.matrices.append(f"{name}_w")
+        if bn:
+            self._batch_norm(name, fan_out)
+
+    def _conv(self, name: str, c_in: int, c_out: int):
+        self.specs += [(f"{name}_w", (c_out, c_in, 3, 3), c_in * 9, c_out * 9), (f"{name}_b", (c_out,), None, 0.0)]
+        self.matrices.append(f"{name}_w")
+        self.convs.append(name)
+        if self.bn:
+            self._batch_norm(name, c_out)
+
+    def _batch_norm(self, name: str, width: int):
+        self.specs += [(f"{name}_g", (width,), None, 1.0), (f"{name}_beta", (width,), None, 0.0)]
+        self.register_buffer(f"{name}_mean", torch.zeros(self.K, width))
+        self.register_buffer(f"{name}_var", torch.ones(self.K, width))
+
+    def slots(self):
+        return [Slot(self.flat, list(range(self.K)), False, True)]
+
+    def matrix_slots(self):
+        return [Slot(getattr(self, n), list(range(self.K)), True, True) for n in self.matrices]
+
+    # -- forward --------------------------------------------------------------------------------
+    def _param(self, name: str):
+        """A parameter with standard strides: BLAS takes another route for a strided batch, and
+        then a trial's sums would depend on K (a no-op copy for a pack of one)."""
+        return getattr(self, name).contiguous()
+
+    def _lin(self, name: str, h):
+        h = torch.baddbmm(self._param(f"{name}_b"), h, self._param(f"{name}_w"))
+        return self._norm(name, h) if hasattr(self, f"{name}_mean") else h
+
+    def _norm(self, name: str, h):
+        """Batch norm per trial and channel; h is (K, B, C) or (B, K*C, H, W)."""
+        g, b = getattr(self, f"{name}_g"), getattr(self, f"{name}_beta")
+        mean, var = getattr(self, f"{name}_mean"), getattr(self, f"{name}_var")
+        if h.dim() == 4:
+            return F.batch_norm(h, mean.view(-1), var.view(-1), g.reshape(-1), b.reshape(-1),
+                                self.training, 0.1, 1e-5)
+        if self.training:
+            mu, v = h.mean(1, keepdim=True), h.var(1, unbiased=False, keepdim=True)
+            with torch.no_grad():
+                n = h.shape[1]
+                mean.mul_(0.9).add_(mu.squeeze(1), alpha=0.1)
+                var.mul_(0.9).add_(v.squeeze(1) * (n / max(n - 1, 1)), alpha=0.1)
+        else:
+            mu, v = mean.unsqueeze(1), var.unsqueeze(1)
+        return (h - mu) * torch.rsqrt(v + 1e-5) * g.unsqueeze(1) + b.unsqueeze(1)
+
+    def _conv_fwd(self, name: str, h):
+        """3x3 'same' convolution of every trial's channels, h is (B, K*C, H, W). im2col + bmm
+        rather than a grouped conv: its per-trial sums do not depend on K (pack == solo)."""
+        B, KC, H, W = h.shape
+        K, C = self.K, KC // self.K
+        w, b = self._param(f"{name}_w"), self._param(f"{name}_b")
+        cols = F.unfold(h, 3, padding=1).view(B, K, C * 9, H * W).permute(1, 2, 0, 3)
+        out = torch.baddbmm(b.unsqueeze(-1), w.reshape(K, -1, C * 9), cols.reshape(K, C * 9, B * H * W))
+        h = out.view(K, -1, B, H, W).permute(2, 0, 1, 3, 4).reshape(B, -1, H, W)
+        return self._norm(name, h) if self.bn else h
+
+    def _dropout(self, h, layer: int, gens):
+        ps = self.drop_p[layer]
+        if not self.training or not any(ps):
+            return h
+        masks = [torch.ones(h.shape[1:], device=h.device) if p == 0 else
+                 (torch.rand(h.shape[1:], generator=g, device=h.device) >= p).to(h.dtype) / (1 - p)
+                 for p, g in zip(ps, gens)]
+        return h * torch.stack(masks)
+
+    def forward(self, x, gens=None):
+        K, B = x.shape[:2]
+        h = x
+        if self.convs:
+            c, hh, ww = self.image_shape
+            h = x.reshape(K, B, c, hh, ww).transpose(0, 1).reshape(B, K * c, hh, ww)
+            for i in range(self.n_stages):
+                h = self.act(self._conv_fwd(f"c{i}", h))
+                if self.kind == "rescnn":
+                    r = self._conv_fwd(f"r{i}b", self.act(self._conv_fwd(f"r{i}a", h)))
+                    h = self.act(h + r)
+                if h.shape[-1] >= 2 and h.shape[-2] >= 2:
+                    h = F.max_pool2d(h, 2)
+            h = h.reshape(B, K, -1).transpose(0, 1)
+        for i in range(len(self.widths)):
+            h = self.act(self._lin(f"l{i}", h))
+            if self.kind == "resmlp":
+                r = self._dropout(self.act(self._lin(f"r{i}a", h)), i, gens)
+                h = self.act(h + self._lin(f"r{i}b", r))
+            else:
+                h = self._dropout(h, i, gens)
+        return self._lin("out", h)
+
+    # -- one trial's weights ----------------------------------------------------------------------
+    def trial_state(self, k: int) -> dict:
+        return {n: t[k].detach().clone() for n, t in self.state_dict().items()}
+
+    def load_trial_state(self, k: int, state: dict):
+        with torch.no_grad():
+            for n, t in self.state_dict().items():
+                t[k].copy_(state[n])
+
+
+class CustomPack(nn.Module):
+    """K instances of a user model `package.module:callable(n_inputs, n_outputs, config)`."""
+
+    def __init__(self, trials: list[dict], n_in: int, n_out: int, image_shape=None):
+        super().__init__()
+        module_name, _, attr = trials[0]["model"].partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise UserError(f"cannot import model {trials[0]['model']!r}: {err}") from err
+        self.K, self.nets, self.rng = len(trials), nn.ModuleList(), []
+        for t in trials:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(t["seed"]))
+                net = factory(n_in, n_out, {**t, "image_shape": image_shape})
+                self.rng.append(torch.get_rng_state())   # the trial's own dropout stream
+            if t["init"] != "torch":
+                gen = trial_generator(t, "init")
+                for m in net.modules():
+                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                        init_weight_(m.weight.data, fan_in, fan_out, t, gen)
+                        if m.bias is not None:
+                            nn.init.zeros_(m.bias)
+            self.nets.append(net)
+
+    def slots(self):
+        return [Slot(p, [k], p.dim() >= 2, False) for k, net in enumerate(self.nets) for p in net.parameters()]
+
+    def matrix_slots(self):
+        return [s for s in self.slots() if s.matrix]
+
+    def zero_grad_(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def forward(self, x, gens=None):
+        outs, saved = [], torch.get_rng_state()
+        for k, net in enumerate(self.nets):
+            if self.training:
+                torch.set_rng_state(self.rng[k])
+            outs.append(net(x[k]))
+            if self.training:
+                self.rng[k] = torch.get_rng_state()
+        torch.set_rng_state(saved)
+        return torch.stack(outs)
+
+    def trial_state(self, k: int) -> dict:
+        return {n: t.detach().clone() for n, t in self.nets[k].state_dict().items()}
+
+    def load_trial_state(self, k: int, state: dict):
+        self.nets[k].load_state_dict(state)
+
+
+def build_model(trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu") -> nn.Module:
+    kind = trials[0]["model"]
+    if ":" in kind:
+        return CustomPack(trials, n_in, n_out, image_shape).to(device)
+    if kind not in ("mlp", "resmlp", "cnn", "rescnn"):
+        raise UserError(f"unknown model {kind!r}: mlp | resmlp | cnn | rescnn | package.module:callable")
+    return PackNet(trials, n_in, n_out, image_shape, device)

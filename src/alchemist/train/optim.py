@@ -1,0 +1,208 @@
+"""Optimisers and LR schedules for a pack, one setting per trial.
+
+PackOptimizer applies torch.optim's update rules (the single-tensor formulas of torch.optim.SGD,
+Adam, AdamW, Adagrad, Adadelta, RMSprop, with torch's defaults: PB-11) to the stacked (K, ...)
+parameters in one pass, with every continuous setting a per-trial column. Stepping K separate
+torch.optim objects cost more than the model itself on small nets; tests/test_train_optim.py
+checks each rule against torch.optim step by step. A trial's update never depends on its
+pack-mates: an unused setting (momentum 0, weight decay 0, no clipping) is an exact identity.
+
+PackSchedule drives one torch.optim.lr_scheduler per trial (PB-14) on a one-parameter
+placeholder optimiser and reads each trial's LR back every epoch; warm-up is LinearLR chained by
+SequentialLR (or stepped before ReduceLROnPlateau). Schedules count epochs from the end of warm-up.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch.optim import lr_scheduler as S
+
+from alchemist.errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "adadelta", "rmsprop")
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "cosine_restarts", "plateau")
+
+
+def effective_lr(cfg: dict) -> float:
+    """PB-12: lr, linearly scaled by batch_size / lr_reference_batch when a reference is set."""
+    ref = cfg.get("lr_reference_batch")
+    return float(cfg["lr"]) * (cfg["batch_size"] / ref if ref else 1.0)
+
+
+class PackOptimizer:
+    def __init__(self, kind: str, slots, trials: list[dict]):
+        if kind not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if kind == "sgd" and any(t["nesterov"] and t["momentum"] <= 0 for t in trials):
+            raise UserError("nesterov needs momentum > 0 (torch.optim.SGD)")
+        self.kind, self.slots, self.t, self.K = kind, slots, 0, len(trials)
+        self.hp = {k: torch.tensor([float(t[k]) for t in trials], dtype=torch.float64)
+                   for k in ("weight_decay", "momentum", "beta1", "beta2", "nesterov")}
+        self.any_wd = bool((self.hp["weight_decay"] != 0).any())
+        self.device = slots[0].param.device
+        self.state: list[dict] = [{} for _ in slots]
+        self.set_lr(torch.zeros(self.K, dtype=torch.float64))
+
+    def set_lr(self, lr: torch.Tensor):
+        """Per-trial LR (K,) float64 for the next steps; 0 freezes a trial (stopped, diverged)."""
+        self.lr, h = lr.to(torch.float64), self.hp
+        self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"],
+                    "nesterov": h["nesterov"], "1-b1": 1 - h["beta1"], "b2": h["beta2"],
+                    "1-b2": 1 - h["beta2"], "decay": 1 - self.lr * h["weight_decay"]}
+        self.vec = {k: v.to(self.device, torch.float32) for k, v in self.vec.items()}
+        self.vec["nesterov"] = self.vec["nesterov"] != 0
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        if self.kind in ("adam", "adamw"):   # bias corrections, in float64 like torch's Python floats
+            self.vec["step_size"] = (-self.lr / (1 - self.hp["beta1"] ** self.t)).to(self.device, torch.float32)
+            self.vec["bc2_sqrt"] = (1 - self.hp["beta2"] ** self.t).sqrt().to(self.device, torch.float32)
+        update = getattr(self, f"_{self.kind}")
+        for slot, st in zip(self.slots, self.state):
+            if slot.param.grad is not None:
+                shape = (-1,) + (1,) * (slot.param.dim() - slot.stacked)
+                col = ((lambda k: self.vec[k].view(shape)) if slot.stacked else
+                       (lambda k, o=slot.owners: self.vec[k][o].view(shape)))
+                update(lead(slot.param, slot), lead(slot.param.grad, slot), st, col)
+
+    def _l2(self, p, g, col):
+        return g + p * col("wd") if self.any_wd else g
+
+    def _sgd(self, p, g, st, col):
+        g = self._l2(p, g, col)
+        if "buf" not in st:
+            st["buf"] = g.clone()
+        else:
+            st["buf"].mul_(col("m")).add_(g)
+        g = torch.where(col("nesterov"), g + col("m") * st["buf"], st["buf"])
+        p.addcmul_(g, col("neg_lr"))
+
+    def _adam(self, p, g, st, col, decoupled=False):
+        if decoupled and self.any_wd:
+            p.mul_(col("decay"))
+        elif not decoupled:
+            g = self._l2(p, g, col)
+        if "m" not in st:
+            st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
+        st["m"].lerp_(g, col("1-b1"))
+        st["v"].mul_(col("b2")).addcmul_(g, g * col("1-b2"))
+        denom = (st["v"].sqrt() / col("bc2_sqrt")).add_(1e-8)
+        p.addcdiv_(st["m"] * col("step_size"), denom)
+
+    def _adamw(self, p, g, st, col):
+        self._adam(p, g, st, col, decoupled=True)
+
+    def _adagrad(self, p, g, st, col):
+        g = self._l2(p, g, col)
+        st.setdefault("sum", torch.zeros_like(p)).addcmul_(g, g)
+        p.addcdiv_(g * col("neg_lr"), st["sum"].sqrt().add_(1e-10))
+
+    def _adadelta(self, p, g, st, col, rho=0.9, eps=1e-6):
+        g = self._l2(p, g, col)
+        if "sq" not in st:
+            st["sq"], st["acc"] = torch.zeros_like(p), torch.zeros_like(p)
+        st["sq"].mul_(rho).addcmul_(g, g, value=1 - rho)
+        delta = st["acc"].add(eps).sqrt_().div_(st["sq"].add(eps).sqrt_()).mul_(g)
+        st["acc"].mul_(rho).addcmul_(delta, delta, value=1 - rho)
+        p.addcmul_(delta, col("neg_lr"))
+
+    def _rmsprop(self, p, g, st, col, alpha=0.99, eps=1e-8):
+        g = self._l2(p, g, col)
+        if "sq" not in st:
+            st["sq"], st["buf"] = torch.zeros_like(p), torch.zeros_like(p)
+        st["sq"].mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        st["buf"].mul_(col("m")).addcdiv_(g, st["sq"].sqrt().add_(eps))
+        p.addcmul_(st["buf"], col("neg_lr"))
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "state": self.state}
+
+    def load_state_dict(self, sd: dict):
+        self.t, self.state = sd["t"], sd["state"]
+
+
+def lead(t: torch.Tensor, slot) -> torch.Tensor:
+    """A slot's tensor (or its grad) with the leading per-trial dimension."""
+    return t if slot.stacked else t.unsqueeze(0)
+
+
+def trial_grad_norms(slots, K: int) -> torch.Tensor:
+    """Global gradient norm of each trial, (K,) float32 (PB-16)."""
+    sq = torch.zeros(K, device=slots[0].param.device)
+    for slot in slots:
+        if slot.param.grad is not None:
+            s = lead(slot.param.grad, slot).flatten(1).pow(2).sum(1)
+            sq = sq + s if slot.stacked else sq.index_add(0, torch.tensor(slot.owners, device=s.device), s)
+    return sq.sqrt()
+
+
+def _scheduler(holder, cfg: dict, epochs: int):
+    kind = cfg["schedule"]
+    if kind == "constant":
+        return S.ConstantLR(holder, factor=1.0, total_iters=0)
+    if kind == "step":
+        return S.StepLR(holder, step_size=int(cfg["step_size"]), gamma=cfg["gamma"])
+    if kind == "multistep":
+        return S.MultiStepLR(holder, milestones=list(cfg["milestones"]), gamma=cfg["gamma"])
+    if kind == "exponential":
+        return S.ExponentialLR(holder, gamma=cfg["gamma"])
+    if kind == "cosine":
+        return S.CosineAnnealingLR(holder, T_max=max(1, epochs - cfg["warmup_epochs"]), eta_min=cfg["eta_min"])
+    if kind == "cosine_restarts":
+        return S.CosineAnnealingWarmRestarts(holder, T_0=int(cfg["t_0"]), T_mult=int(cfg["t_mult"]),
+                                             eta_min=cfg["eta_min"])
+    if kind == "plateau":
+        return S.ReduceLROnPlateau(holder, mode="min", factor=cfg["plateau_factor"],
+                                   patience=int(cfg["plateau_patience"]))
+    raise UserError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+class PackSchedule:
+    """One torch LR scheduler per trial, stepped once per epoch (plateau: on the val loss)."""
+
+    def __init__(self, trials: list[dict], epochs: int):
+        self.holders, self.scheds, self.warm = [], [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for t in trials:
+                holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=effective_lr(t))
+                w = int(t["warmup_epochs"])
+                warm = S.LinearLR(holder, start_factor=1 / (w + 1), total_iters=w) if w > 0 else None
+                main = _scheduler(holder, t, epochs)
+                if warm is not None and t["schedule"] != "plateau":
+                    main, warm = S.SequentialLR(holder, [warm, main], milestones=[w]), None
+                self.holders.append(holder)
+                self.scheds.append(main)
+                self.warm.append((warm, w))
+        self.epoch = 0
+
+    def lrs(self) -> torch.Tensor:
+        return torch.tensor([h.param_groups[0]["lr"] for h in self.holders], dtype=torch.float64)
+
+    def step(self, val_losses):
+        self.epoch += 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for sched, (warm, w), loss in zip(self.scheds, self.warm, val_losses):
+                if warm is not None and self.epoch <= w:
+                    warm.step()
+                elif isinstance(sched, S.ReduceLROnPlateau):
+                    sched.step(float(loss))
+                else:
+                    sched.step()
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "holders": [h.state_dict() for h in self.holders],
+                "scheds": [s.state_dict() for s in self.scheds],
+                "warm": [w.state_dict() if w is not None else None for w, _ in self.warm]}
+
+    def load_state_dict(self, sd: dict):
+        self.epoch = sd["epoch"]
+        for h, s, (w, _), hs, ss, ws in zip(self.holders, self.scheds, self.warm,
+                                            sd["holders"], sd["scheds"], sd["warm"]):
+            h.load_state_dict(hs)
+            s.load_state_dict(ss)
+            if w is not None:
+                w.load_state_dict(ws)

@@ -1,0 +1,172 @@
+"""Run one pack end to end: read the trials and the data, train (resuming from a checkpoint when
+one matches), write each trial's outputs and the `--done` file (docs/architecture.md).
+
+Exit status: 0 when the pack ran (diverged or failed trials are statuses, not errors, so the sweep
+goes on), 143 after SIGTERM (checkpoint written; rerun the same command to resume).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from alchemist.errors import UserError
+from alchemist.train import checkpoint as ckpt
+from alchemist.train.data import load_split, read_manifest
+from alchemist.train.diagnose import diagnose
+from alchemist.train.engine import PackTrainer, Preempted
+from alchemist.trial import BOOKKEEPING_KEYS, TRIAL_DEFAULTS, pack_key, short_hash, trial_id
+
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
+                  "update_ratio_min", "update_ratio_median", "update_ratio_max", "epoch_time_s"]
+
+
+def complete_trials(raw: list[dict]) -> list[dict]:
+    """Defaults under each config; an id where none is given; one pack key for all (or UserError)."""
+    if not raw:
+        raise UserError("a pack needs at least one trial")
+    trials = []
+    for t in raw:
+        unknown = set(t) - set(TRIAL_DEFAULTS) - BOOKKEEPING_KEYS - {"data"}
+        if unknown:
+            raise UserError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        full = {**TRIAL_DEFAULTS, "data": "train", **t}
+        full.setdefault("trial_id", trial_id(full))
+        trials.append(full)
+    if len({pack_key(t) for t in trials}) > 1:
+        raise UserError("these trials cannot share a pack: they differ in a shared setting "
+                        "(architecture, optimiser, schedule kind, batch size, epochs or data)")
+    return trials
+
+
+def load_pack(plan: str | None, pack: str | None, trials_file: str | None):
+    """(pack_id, stage, trials) from `--plan/--pack` or from a JSON list of trial configs."""
+    if trials_file:
+        raw = json.loads(Path(trials_file).read_text())
+        trials = complete_trials(raw if isinstance(raw, list) else [raw])
+        return pack or short_hash(sorted(t["trial_id"] for t in trials)), trials[0].get("stage"), trials
+    if not (plan and pack):
+        raise UserError("give --plan and --pack, or --trials")
+    doc = json.loads(Path(plan).read_text())
+    if pack not in doc.get("packs", {}):
+        raise UserError(f"pack {pack!r} is not in {plan}")
+    trials = complete_trials([{**doc["trials"][tid], "trial_id": tid} for tid in doc["packs"][pack]])
+    return pack, doc.get("stage"), trials
+
+
+def trial_from_args(trial_file: str | None, sets: list[str] | None) -> dict:
+    """One trial for lr-find / sanity: a JSON object file and/or `KEY=JSON` overrides."""
+    trial = json.loads(Path(trial_file).read_text()) if trial_file else {}
+    for item in sets or []:
+        key, _, value = item.partition("=")
+        try:
+            trial[key] = json.loads(value)
+        except json.JSONDecodeError:
+            trial[key] = value
+    return complete_trials([trial])[0]
+
+
+def prepare(trial: dict, data_dir, device: str = "auto", threads: int | None = None):
+    """(device, manifest, train split, val split) for one trial's data."""
+    dev = configure_torch(threads, device if device != "auto" else trial["device"])
+    prep = read_manifest(data_dir)
+    return dev, prep, load_split(data_dir, trial["data"], prep, dev), load_split(data_dir, "val", prep, dev)
+
+
+def configure_torch(threads: int | None, device: str) -> torch.device:
+    threads = threads or int(os.environ.get("ALCHEMIST_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but CUDA is not available")
+    if device == "cpu":
+        torch.use_deterministic_algorithms(True)
+    return torch.device(device)
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None, done=None,
+             device: str = "auto", threads: int | None = None, keep_checkpoint: bool = False) -> int:
+    dev, prep, train, val = prepare(trials[0], data_dir, device, threads)
+    out_dir = Path(out_dir)
+    dirs = [out_dir / t["trial_id"] for t in trials]
+    for d, t in zip(dirs, trials):
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(d / "config.json", t)
+    trainer = PackTrainer(trials, prep, train, val, dev)
+    path, fingerprint = out_dir / "_checkpoints" / f"{pack_id}.pt", ckpt.pack_fingerprint(trials)
+    state = ckpt.load(path, fingerprint)
+    if state is not None:
+        ckpt.restore(trainer, state)
+        print(f"resumed pack {pack_id} at epoch {trainer.epoch}", file=sys.stderr)
+
+    def save(tr):
+        ckpt.save_atomic({"fingerprint": fingerprint, "state": ckpt.trainer_state(tr)}, path)
+
+    error = None
+    try:
+        with ckpt.StopOnSigterm(trainer):
+            trainer.fit(save, every=max(1, min(int(t["checkpoint_every"]) for t in trials)))
+    except Preempted:
+        print(f"pack {pack_id}: SIGTERM, checkpoint written to {path}; rerun to resume", file=sys.stderr)
+        return 143
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception:                       # noqa: BLE001 - recorded per trial, the sweep goes on
+        error = traceback.format_exc()
+        print(error, file=sys.stderr)
+        trainer.status = ["failed" if s == "running" else s for s in trainer.status]
+    write_outputs(trainer, dirs, prep, error)
+    if done:
+        Path(done).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(done), {"pack_id": pack_id, "stage": stage,
+                                "trials": {t["trial_id"]: s for t, s in zip(trials, trainer.status)}})
+    if not keep_checkpoint:
+        path.unlink(missing_ok=True)
+        if not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    return 0
+
+
+def baseline(prep, train) -> float:
+    """Majority-class accuracy, or the target's standard deviation (regression)."""
+    if prep.task == "regression":
+        return float(train.y.double().std())
+    return float(torch.bincount(train.y).max()) / len(train.y)
+
+
+def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | None) -> None:
+    is_reg = trainer.loss == "mse"
+    base = baseline(prep, trainer.train)
+    for k, (t, d) in enumerate(zip(trainer.trials, dirs)):
+        rows, best, status = trainer.rows[k], trainer.best[k], trainer.status[k]
+        columns = METRIC_COLUMNS + (["val_r2"] if is_reg else [])
+        pd.DataFrame(rows, columns=columns).to_parquet(d / "metrics.parquet", index=False)
+        torch.save({"config": t, "n_inputs": trainer.train.X.shape[1], "task": prep.task,
+                    "loss": trainer.loss, "image_shape": prep.image_shape,
+                    "n_classes": prep.n_classes, "state": trainer.model.trial_state(k)}, d / "model.pt")
+        last = rows[-1] if rows else {}
+        summary = {
+            "trial_id": t["trial_id"], "status": status, "metric": "rmse" if is_reg else "accuracy",
+            "mode": "min" if is_reg else "max", "best_epoch": best["epoch"],
+            "best_val_metric": best["val_metric"], "best_val_loss": best["val_loss"],
+            "final_val_metric": last.get("val_metric"), "final_val_loss": last.get("val_loss"),
+            "epochs_run": len(rows), "diverged_epoch": trainer.diverged_epoch[k],
+            "wall_time_s": sum(r["epoch_time_s"] for r in rows), "initial_val_loss": trainer.init_loss[k],
+            "diagnosis": diagnose(rows, status, prep.task, trainer.init_loss[k], base),
+        }
+        if status == "failed":
+            summary["error"] = error
+        write_json(d / "summary.json", summary)

@@ -1,0 +1,34 @@
+"""`alchemist lr-find` (PB-13): exponential LR sweep, table, plot, suggestion."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from train_fixtures import digits_dir  # noqa: F401
+
+from alchemist.cli import main
+from alchemist.lr_find import suggest
+
+
+def test_lr_find_writes_table_plot_and_a_sensible_suggestion(digits_dir, tmp_path):  # noqa: F811
+    out = tmp_path / "lrf"
+    assert main(["lr-find", "--data-dir", str(digits_dir), "--out-dir", str(out), "--threads", "1",
+                 "--set", "optimizer=\"sgd\"", "--set", "hidden=[64]", "--steps", "150"]) == 0
+    table = pd.read_parquet(out / "lr_find.parquet")
+    assert list(table.columns) == ["step", "lr", "loss", "smoothed_loss"]
+    ratios = table["lr"].iloc[1:].to_numpy() / table["lr"].iloc[:-1].to_numpy()
+    assert np.allclose(ratios, ratios[0]) and ratios[0] > 1          # exponential sweep
+    result = json.loads((out / "lr_find.json").read_text())
+    assert result["stopped_on_divergence"]                        # SGD blows up before lr = 10
+    assert 1e-3 <= result["suggested_lr"] <= 3.0
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_suggestion_is_the_steepest_fall_before_the_minimum():
+    lrs = np.geomspace(1e-5, 1, 60)
+    x = np.log10(lrs)
+    loss = 2 - np.tanh(2 * (x + 2.5)) + np.where(x > -1, (x + 1) ** 2 * 30, 0)   # steepest at 10^-2.5
+    assert suggest(lrs, loss) == pytest.approx(10 ** -2.5, rel=0.25)
+

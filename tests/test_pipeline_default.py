@@ -1,0 +1,45 @@
+"""The default pipeline end to end: prep → coarse → fine → repeat → select on digits (issue 4)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from conftest import nothing_to_do
+
+
+def test_default_pipeline_reaches_a_winner_over_five_seeds(default_pipeline):
+    wf = default_pipeline
+    results = wf.root / "results"
+    winner = json.loads((results / "select/winner.json").read_text())
+    best = winner["winner"]
+    assert best["n"] == 5 and best["mean"] >= 0.97, best
+    assert best["ci"][0] <= best["mean"] <= best["ci"][1]
+    assert isinstance(winner["within_noise"], bool)
+    # the winner's mean ± CI is printed by the run and kept in the log
+    assert f"winner {best['config_id']}" in wf.proc.stdout + wf.proc.stderr
+    assert f"winner {best['config_id']}" in (results / "logs/select.log").read_text()
+
+
+def test_stages_narrow_and_tables_are_consistent(default_pipeline):
+    results = default_pipeline.root / "results"
+    coarse = pd.read_parquet(results / "coarse/trials.parquet")
+    fine = pd.read_parquet(results / "fine/trials.parquet")
+    repeat = pd.read_parquet(results / "repeat/trials.parquet")
+    assert len(coarse) == 32 and len(fine) == 16 and len(repeat) == 15
+    assert set(coarse["p.data"]) == {"train_coarse"} and set(fine["p.data"]) == {"train"}
+    # fine ranges lie inside the coarse ranges (coarse → fine narrowing, PB-29)
+    for key in ("p.lr", "p.weight_decay"):
+        assert coarse[key].min() <= fine[key].min() and fine[key].max() <= coarse[key].max()
+        assert fine[key].max() / fine[key].min() < coarse[key].max() / coarse[key].min()
+    seeds = pd.read_parquet(results / "repeat/seeds.parquet")
+    assert len(seeds) == 3 and set(seeds["n"]) == {5}
+    board = pd.read_csv(results / "repeat/leaderboard.csv")
+    assert board["mean"].is_monotonic_decreasing and board["rank"].tolist() == [1, 2, 3]
+    for trial_id in repeat["trial_id"]:
+        folder = results / "repeat/trials" / trial_id
+        assert (folder / "metrics.parquet").exists() and (folder / "summary.json").exists()
+
+
+def test_default_pipeline_rerun_has_nothing_to_do(default_pipeline):
+    assert nothing_to_do(default_pipeline.run())
