@@ -41,6 +41,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/prep.smk"
+include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
@@ -50,5 +51,7 @@ rule all:
     default_target: True
     input:
         f"{DATA}/prep.json",
+        f"{RESULTS}/diagnostics/lr_find.png",
+        f"{RESULTS}/diagnostics/sanity.json",
         expand(f"{RESULTS}/{{stage}}/trials.parquet", stage=TRAINING),
         expand(f"{RESULTS}/{{select}}/winner.json", select=SELECTS),

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def copy_workflow(root: Path) -> Path:
+    root.mkdir(parents=True)
     for name in ("Snakefile", "workflow", "config", "envs"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)

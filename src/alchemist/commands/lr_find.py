@@ -7,7 +7,7 @@ HELP = "LR range test: loss against an exponentially rising LR, table, plot and 
 def add_trial_arguments(p) -> None:
     """Shared by lr-find and sanity: which trial settings and data to use."""
     p.add_argument("--data-dir", required=True, help="prepared data (prep.json, train/val parquet)")
-    p.add_argument("--trial", help="JSON object of trial settings (defaults fill the rest)")
+    p.add_argument("--trial", help="trial settings: a JSON file or an inline JSON object (defaults fill the rest)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (JSON value)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int)

@@ -61,7 +61,10 @@ def load_pack(plan: str | None, pack: str | None, trials_file: str | None):
 
 def trial_from_args(trial_file: str | None, sets: list[str] | None) -> dict:
     """One trial for lr-find / sanity: a JSON object file and/or `KEY=JSON` overrides."""
-    trial = json.loads(Path(trial_file).read_text()) if trial_file else {}
+    if trial_file and trial_file.lstrip().startswith("{"):      # inline JSON (what rules pass)
+        trial = json.loads(trial_file)
+    else:
+        trial = json.loads(Path(trial_file).read_text()) if trial_file else {}
     for item in sets or []:
         key, _, value = item.partition("=")
         try:
@@ -98,7 +101,9 @@ def write_json(path: Path, obj) -> None:
 
 
 def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None, done=None,
-             device: str = "auto", threads: int | None = None, keep_checkpoint: bool = False) -> int:
+             device: str = "auto", threads: int | None = None, keep_checkpoint: bool = False,
+             gpu: str | None = None) -> int:
+    """Train the pack; `gpu` is the GPU slot's device id (alchemist.gpu_slots), for the done-file."""
     dev, prep, train, val = prepare(trials[0], data_dir, device, threads)
     out_dir = Path(out_dir)
     dirs = [out_dir / t["trial_id"] for t in trials]
@@ -111,6 +116,12 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
     if state is not None:
         ckpt.restore(trainer, state)
         print(f"resumed pack {pack_id} at epoch {trainer.epoch}", file=sys.stderr)
+    else:
+        for k, (t, d) in enumerate(zip(trials, dirs)):
+            snap = ckpt.continuation(d, t)
+            if snap is not None and trainer.continue_from(k, snap):
+                print(f"trial {t['trial_id']}: continued from epoch {snap['epochs_done']} "
+                      f"({snap['status']} at {snap['budget']} epochs)", file=sys.stderr)
 
     def save(tr):
         ckpt.save_atomic({"fingerprint": fingerprint, "state": ckpt.trainer_state(tr)}, path)
@@ -129,9 +140,13 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
         print(error, file=sys.stderr)
         trainer.status = ["failed" if s == "running" else s for s in trainer.status]
     write_outputs(trainer, dirs, prep, error)
+    for k, (t, d) in enumerate(zip(trials, dirs)):
+        ckpt.save_continuation(d, t, trainer.start[k], trainer.cont[k])
     if done:
         Path(done).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(done), {"pack_id": pack_id, "stage": stage,
+        if gpu is None and dev.type == "cuda":
+            gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+        write_json(Path(done), {"pack_id": pack_id, "stage": stage, "device": str(dev), "gpu": gpu,
                                 "trials": {t["trial_id"]: s for t, s in zip(trials, trainer.status)}})
     if not keep_checkpoint:
         path.unlink(missing_ok=True)
