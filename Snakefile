@@ -33,9 +33,22 @@ TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
 
 
+# Cheap bookkeeping runs on the submitting host, not as cluster jobs (each SLURM job costs
+# ~6-20 s of overhead); training, prep and diagnostics go to the cluster.
+localrules:
+    plan_round,
+    aggregate_round,
+    aggregate_stage,
+    select_winner,
+    plot_stage,
+    track_stage,
+    lockbox_status,
+
+
 wildcard_constraints:
     stage="|".join(TRAINING) or "no-stage",
     select="|".join(SELECTS) or "no-select",
+    tracked="|".join([*TRAINING, "diagnostics"]),
     round=r"\d+",
     pack=r"[0-9a-f]+",
 
@@ -45,6 +58,8 @@ include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/final_test.smk"
 
 
 rule all:
@@ -55,3 +70,7 @@ rule all:
         f"{RESULTS}/diagnostics/sanity.json",
         expand(f"{RESULTS}/{{stage}}/trials.parquet", stage=TRAINING),
         expand(f"{RESULTS}/{{select}}/winner.json", select=SELECTS),
+        expand(f"{RESULTS}/plots/{{stage}}", stage=TRAINING),
+        f"{RESULTS}/lockbox/status.txt",
+        expand(f"{RESULTS}/{{tracked}}/mlflow_sync.json",
+               tracked=[*TRAINING, "diagnostics"] if config["mlflow"]["enabled"] else []),

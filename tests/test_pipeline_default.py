@@ -43,3 +43,27 @@ def test_stages_narrow_and_tables_are_consistent(default_pipeline):
 
 def test_default_pipeline_rerun_has_nothing_to_do(default_pipeline):
     assert nothing_to_do(default_pipeline.run())
+
+
+def test_predict_on_new_data_reuses_the_train_encoding(default_pipeline, tmp_path):
+    """PB-33: raw rows (here: the validation rows, as they come from the source) are encoded
+    with the stored train statistics and predicted by the winner's seeds."""
+    import numpy as np
+    import subprocess
+
+    from alchemist.data.sources import load_source
+    from alchemist.predict import encode_new
+
+    root = default_pipeline.root
+    manifest = json.loads((root / "results/data/prep.json").read_text())
+    val = pd.read_parquet(root / "results/data/val.parquet")
+    raw = load_source("sklearn:digits", None).frame.iloc[val["_row_id"].to_numpy()]
+    assert np.allclose(encode_new(raw, manifest), val[manifest["features"]].to_numpy(), atol=1e-5)
+    raw.to_csv(tmp_path / "new.csv", index=False)
+    proc = subprocess.run(["alchemist", "predict", "--data", str(tmp_path / "new.csv"),
+                           "--out", str(tmp_path / "pred.csv")], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == len(raw) and {"prediction", "p_0", "p_9"} <= set(pred.columns)
+    accuracy = (pred["prediction"].to_numpy() == raw["target"].to_numpy()).mean()
+    assert accuracy >= 0.95 and f"accuracy {accuracy:.4f}" in proc.stdout

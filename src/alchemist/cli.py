@@ -18,8 +18,13 @@ COMMANDS = [
     "train",
     "aggregate",
     "select",
+    "sync",
+    "plot",
     "lr-find",
     "sanity",
+    "final-test",
+    "lockbox",
+    "predict",
 ]
 
 

@@ -5,6 +5,7 @@ or imports torch/mlflow; plans are read from the JSON files the `plan` rules wro
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -154,7 +155,7 @@ def lockbox_gate(config: dict, data_dir: str, results: str) -> None:
         mlflow = config.get("mlflow", {})
         if not mlflow.get("enabled", True):
             return []
-        from alchemist.track import LockboxLedger
+        from alchemist.track.lockbox_ledger import LockboxLedger
 
         return LockboxLedger(mlflow.get("tracking_uri"), mlflow.get("experiment", "alchemist"),
                              Path(results)).events(key)
@@ -162,3 +163,9 @@ def lockbox_gate(config: dict, data_dir: str, results: str) -> None:
     lockbox.gate_or_exit(Path(data_dir), config.get("unseal_reason"), remote_events,
                          Path(results) / "lockbox" / "ledger.jsonl")
     _GATE_PASSED = True
+
+
+def ledger_digest(path: str) -> str:
+    """Hash of the lockbox ledger (or 'none'): a params value that changes when it grows."""
+    p = Path(path)
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else "none"

@@ -105,7 +105,7 @@ def prepare(cfg: dict) -> Prepared:
         "classes": [str(c) for c in classes], "target": target, "features": names,
         "image_shape": src.image_shape if names == features else None,
         "splits": splits, "normalisation": encoder.manifest(),
-        "encoding": {"categorical": encoder.categorical},
+        "encoding": {"numeric": encoder.numeric, "categorical": encoder.categorical},
         "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians},
         "source": {"name": src.name, "sha256": src.sha256, "rows": n_source,
                    "test_file": cfg.get("test_file"),

@@ -25,7 +25,8 @@ rule aggregate_stage:
     output:
         trials=f"{RESULTS}/{{stage}}/trials.parquet",
         seeds=f"{RESULTS}/{{stage}}/seeds.parquet",
-        leaderboard=f"{RESULTS}/{{stage}}/leaderboard.csv",
+        leaderboard=report(f"{RESULTS}/{{stage}}/leaderboard.csv", category="Leaderboards",
+                           subcategory="{stage}", caption="../report/leaderboard.rst"),
     params:
         trials=f"{RESULTS}/{{stage}}/trials",
     log:

@@ -94,6 +94,18 @@ class FeatureEncoder:
                 j += 1
         return out
 
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "FeatureEncoder":
+        """The encoder a prep run fitted, rebuilt from its prep.json (to encode new data)."""
+        norm, numeric = manifest["normalisation"], manifest["encoding"]["numeric"]
+        enc = cls(numeric=list(numeric), categorical=dict(manifest["encoding"]["categorical"]),
+                  medians=dict(manifest["missing"]["medians"]), method=norm["method"])
+        keys = {"zscore": ("mean", "std"), "minmax": ("min", "range")}.get(norm["method"])
+        if keys:
+            enc.shift = np.array([norm["columns"][c][keys[0]] for c in numeric], dtype=np.float64)
+            enc.scale = np.array([norm["columns"][c][keys[1]] for c in numeric], dtype=np.float64)
+        return enc
+
     def manifest(self) -> dict:
         columns = {}
         if self.method != "none":

@@ -1,0 +1,47 @@
+"""`alchemist final-test`: the one-time test-set evaluation (PB-32), guarded by the lockbox."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = ("Evaluate the selected configuration (every seed) on the test split ONCE: mean ± 95%% CI "
+        "and the validation→test gap, recorded in a ledger (file + MLflow). Any later attempt is "
+        "refused, citing the first evaluation, unless --unseal-reason gives a new reason.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--confirm", action="store_true", required=True,
+                   help="required: you mean to spend the test set (it can be opened once)")
+    p.add_argument("--data-dir", type=Path, default=Path("results/data"))
+    p.add_argument("--winner", type=Path, default=Path("results/select/winner.json"),
+                   help="the select stage's winner.json")
+    p.add_argument("--trials-dir", type=Path, default=Path("results/repeat/trials"),
+                   help="trial folders of the repeat stage the winner came from")
+    p.add_argument("--out-dir", type=Path, default=Path("results/test"))
+    p.add_argument("--ledger", type=Path, default=Path("results/lockbox/ledger.jsonl"))
+    p.add_argument("--unseal-reason", default=None,
+                   help="re-open an already evaluated test set; the reason is recorded for good")
+    p.add_argument("--config-hash", default="", help="hash of the pipeline config (recorded)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the results store)")
+    p.add_argument("--experiment", default="alchemist", help="MLflow experiment")
+    p.add_argument("--no-tracking", action="store_true", help="keep the ledger in the file only")
+
+
+def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
+    if args.no_tracking:
+        return None
+    from alchemist.track.lockbox_ledger import LockboxLedger
+
+    return LockboxLedger(args.tracking_uri, args.experiment, results)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alchemist.lockbox import format_result, open_lockbox
+
+    outcome = open_lockbox(data_dir=args.data_dir, winner_file=args.winner,
+                           trials_dir=args.trials_dir, out_dir=args.out_dir, ledger=args.ledger,
+                           unseal_reason=args.unseal_reason, config_hash=args.config_hash,
+                           remote=remote_ledger(args))
+    print(format_result(outcome))
+    print(f"result: {outcome['event']['result_file']}")
+    return 0

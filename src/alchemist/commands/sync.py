@@ -1,0 +1,99 @@
+"""`alchemist sync`: copy the sweep's files into MLflow (idempotent; backfills after an outage).
+
+`--soft` is the outage-safe mode of the pipeline rule: whatever goes wrong with tracking, print
+ONE warning, write the marker `{synced: false, reason}` and exit 0 so the sweep goes on. Without
+it an unreachable backend is one error line and exit 1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+HELP = ("Sync results/<stage>/trials/* into MLflow: a parent run per stage, a child run per "
+        "trial (idempotent, keyed by trial id). --soft never fails (pipeline rule).")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="results folder holding the stage folders (default: results)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///<abs results>/mlflow.db with artifacts in results/mlartifacts)")
+    p.add_argument("--experiment", default="alchemist", help="MLflow experiment name")
+    p.add_argument("--stage", nargs="+", default=None, metavar="NAME",
+                   help="only these stage folders (default: every stage folder)")
+    p.add_argument("--trial", nargs="+", default=None, metavar="ID",
+                   help="only these trial ids (needs exactly one --stage)")
+    p.add_argument("--narrow-from", nargs="+", default=None, metavar="STAGE=SOURCE",
+                   help="stage=the stage it narrows (config `from:`) for the narrowing plot "
+                        "(default: fine=coarse)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="prepared data for the dataset inputs (default: <results>/data)")
+    p.add_argument("--plots-dir", type=Path, default=None,
+                   help="keep the generated PNGs under <plots-dir>/<stage>/ (default: temporary)")
+    p.add_argument("--soft", action="store_true",
+                   help="outage-safe: if the backend is unreachable, warn once, write the marker "
+                        "with synced=false and exit 0")
+    p.add_argument("--marker", type=Path, default=None,
+                   help="JSON written at the end: {synced: true|false, reason|stages}")
+
+
+def run(args) -> int:
+    from alchemist import track
+    from alchemist.errors import UserError
+
+    if not args.results.is_dir():
+        raise UserError(f"results folder {args.results} does not exist")
+    missing = [s for s in args.stage or [] if not (args.results / s).is_dir()]
+    if missing:
+        raise UserError(f"no stage folder {', '.join(missing)} under {args.results}")
+    if args.trial and len(args.stage or []) != 1:
+        raise UserError("--trial needs exactly one --stage")
+    uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+           or track.default_tracking_uri(args.results))
+    common = dict(experiment=args.experiment, data_dir=args.data_dir or args.results / "data",
+                  plots_dir=args.plots_dir)
+    if any("=" not in pair for pair in args.narrow_from or []):
+        raise UserError("--narrow-from takes STAGE=SOURCE pairs, e.g. fine=coarse")
+    previous = dict(pair.split("=", 1) for pair in args.narrow_from) if args.narrow_from else None
+    if args.trial:
+        sync = track.sync_stage
+        source = (track.PREVIOUS_STAGE if previous is None else previous).get(args.stage[0])
+        common.update(stage_dir=args.results / args.stage[0], trial_ids=set(args.trial),
+                      previous_stage_dir=args.results / source if source else None)
+    else:
+        sync = track.sync_all
+        common.update(results_dir=args.results, stages=args.stage, previous=previous)
+    try:
+        reports = sync(tracking_uri=uri, **common)
+    except Exception as err:  # noqa: BLE001 - in --soft mode tracking never stops the sweep
+        if not (args.soft or isinstance(err, track.BackendUnavailable)):
+            raise
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        write_marker(args.marker, synced=False, reason=reason, tracking_uri=uri,
+                     time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if args.soft:
+            print(f"WARNING: MLflow sync skipped ({reason}); results stay in files; "
+                  "run `alchemist sync` later to backfill.", file=sys.stderr)
+            return 0
+        print(f"alchemist sync: error: {reason}", file=sys.stderr)
+        return 1
+    reports = reports if isinstance(reports, list) else [reports]
+    for r in reports:
+        print(f"{r.stage}: {r.created} created, {r.resumed} resumed, {r.skipped} unchanged, "
+              f"{r.replaced} replaced, {r.points} metric points (parent run {r.parent_run_id})")
+    write_marker(args.marker, synced=True, tracking_uri=uri, stages=[asdict(r) for r in reports])
+    return 0
+
+
+def write_marker(marker: Path | None, **content) -> None:
+    """Atomically write the sync marker JSON (the sync rule's output)."""
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
+        tmp.replace(marker)

@@ -1,0 +1,284 @@
+"""Figures of a sweep (matplotlib, Agg, PNG): learning curves (PB-22), metric vs each
+hyperparameter (log axes for log-scaled settings, PB-27), the coarse → fine narrowing (PB-29),
+the repeat stage's seed spread (PB-31) and the LR range test (PB-13).
+
+The stage "table" is one row per trial: trial_id, status, best_val_metric, best_val_loss, mode,
+params_json (canonical JSON of the trial config) and one `p.<key>` column per flattened setting.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from alchemist.trial import BOOKKEEPING_KEYS, canonical_json, short_hash  # noqa: E402
+
+#: Settings always drawn on a log axis (PB-27); others only when they span > 1.5 decades.
+LOG_KEYS = frozenset({"lr", "weight_decay", "l1"})
+#: Dropout-like settings stay linear whatever their span (PB-27).
+LINEAR_KEYS = frozenset({"dropout", "momentum", "beta1", "beta2", "gamma", "plateau_factor"})
+#: Keys that never describe a configuration (ignored when grouping seeds or plotting).
+_NOT_SETTINGS = BOOKKEEPING_KEYS | {"data", "device", "checkpoint_every"}
+#: Two-sided 95 % Student-t quantiles for 1..10 degrees of freedom (normal beyond).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted keys; lists become canonical JSON strings."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = canonical_json(list(value))
+        else:
+            out[name] = value
+    return out
+
+
+def trial_table(stage_dir: Path) -> pd.DataFrame:
+    """The stage table built from `trials/*/summary.json` and `config.json`."""
+    rows = []
+    for summary_path in sorted(Path(stage_dir).glob("trials/*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        cfg_path = summary_path.with_name("config.json")
+        config = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        row = {"trial_id": summary.get("trial_id", summary_path.parent.name)}
+        for key in ("status", "best_val_metric", "best_val_loss", "mode"):
+            row[key] = summary.get(key)
+        row["params_json"] = canonical_json(config)
+        row.update({f"p.{k}": v for k, v in flatten(config).items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else
+                        ["trial_id", "status", "best_val_metric", "best_val_loss", "mode", "params_json"])
+
+
+def _varying_params(table: pd.DataFrame) -> list[str]:
+    cols = [c for c in table.columns if c.startswith("p.") and c[2:] not in _NOT_SETTINGS]
+    return [c for c in cols if table[c].astype(str).nunique(dropna=True) > 1]
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    vals = values.dropna()
+    return len(vals) > 0 and all(isinstance(v, (int, float, np.integer, np.floating))
+                                 and not isinstance(v, (bool, np.bool_)) for v in vals)
+
+
+def use_log_axis(name: str, values: pd.Series) -> bool:
+    """Log x for lr / weight_decay / l1, or positive values spanning more than 1.5 decades."""
+    vals = pd.to_numeric(values, errors="coerce").dropna()
+    positive = vals[vals > 0]
+    if name.split(".")[-1] in LOG_KEYS:
+        return len(positive) > 0
+    if name.split(".")[-1] in LINEAR_KEYS:
+        return False
+    return len(positive) == len(vals) > 1 and math.log10(positive.max() / positive.min()) > 1.5
+
+
+def _grid(n: int, width: float = 4.0, height: float = 3.2):
+    cols = min(n, 3)
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _save(fig, out_png: Path, tight: bool = True) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    if tight:  # ~0.25 s a figure: skipped for the fixed layout of the per-trial curves
+        fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+def learning_curve(metrics_df: pd.DataFrame, out_png: Path, title: str | None = None,
+                   best_epoch: int | None = None) -> Path:
+    """Train vs validation loss and metric per epoch (PB-22); best epoch marked if given."""
+    df = metrics_df.replace([np.inf, -np.inf], np.nan)
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, what in ((ax_loss, "loss"), (ax_metric, "metric")):
+        for split, style in (("train", "-"), ("val", "--")):
+            col = f"{split}_{what}"
+            if col in df:
+                ax.plot(df["epoch"], df[col], style, marker=".", label=col)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", ls=":", label=f"best epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.87, wspace=0.22)
+    return _save(fig, out_png, tight=False)
+
+
+def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_val_metric",
+                     title: str | None = None) -> Path:
+    """One subplot per varying hyperparameter: the trial metric against its value."""
+    ok = table_df[pd.to_numeric(table_df[metric], errors="coerce").notna()]
+    params = _varying_params(table_df)
+    fig, axes = _grid(max(1, len(params)))
+    if not params:
+        axes[0].text(0.5, 0.5, "no varying hyperparameters", ha="center", va="center")
+    for ax, col in zip(axes, params):
+        y = pd.to_numeric(ok[metric])
+        if _is_numeric(table_df[col]):
+            ax.scatter(pd.to_numeric(ok[col]), y, s=18, alpha=0.8)
+            if use_log_axis(col[2:], table_df[col]):
+                ax.set_xscale("log")
+        else:
+            cats = sorted(table_df[col].astype(str).unique())
+            pos = ok[col].astype(str).map({c: i for i, c in enumerate(cats)})
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(pos))
+            ax.scatter(pos + jitter, y, s=18, alpha=0.8)
+            ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(col[2:])
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    failed = len(table_df) - len(ok)
+    fig.suptitle((title or "metric vs hyperparameters") + (f" ({failed} trials without a metric)"
+                                                           if failed else ""))
+    return _save(fig, out_png)
+
+
+def narrowing(coarse_table: pd.DataFrame, fine_table: pd.DataFrame, out_png: Path) -> Path:
+    """Per hyperparameter: the values tried in the coarse stage vs the (narrower) fine stage."""
+    both = pd.concat([coarse_table.assign(_stage="coarse"), fine_table.assign(_stage="fine")],
+                     ignore_index=True)
+    params = _varying_params(both)
+    fig, axes = _grid(max(1, len(params)), height=2.2)
+    if not params:
+        axes[0].text(0.5, 0.5, "no varying hyperparameters", ha="center", va="center")
+    for ax, col in zip(axes, params):
+        numeric = _is_numeric(both[col])
+        cats = sorted(both[col].dropna().astype(str).unique())
+        for y, stage in enumerate(("coarse", "fine")):
+            vals = both.loc[both["_stage"] == stage, col].dropna()
+            x = (pd.to_numeric(vals) if numeric
+                 else vals.astype(str).map({c: i for i, c in enumerate(cats)}))
+            if len(x):
+                ax.hlines(y, x.min(), x.max(), lw=6, alpha=0.35, color=f"C{y}")
+                ax.plot(x, [y] * len(x), "|", ms=12, color=f"C{y}")
+        if numeric and use_log_axis(col[2:], both[col]):
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks([0, 1], ["coarse", "fine"])
+        ax.set_ylim(-0.6, 1.6)
+        ax.set_title(col[2:])
+    fig.suptitle("coarse → fine: ranges searched (PB-29)")
+    return _save(fig, out_png)
+
+
+def config_key(params_json: str) -> str:
+    """Short id of a configuration regardless of its seed (groups the repeats of PB-31)."""
+    cfg = json.loads(params_json)
+    return short_hash({k: v for k, v in cfg.items() if k not in _NOT_SETTINGS | {"seed"}}, 8)
+
+
+def _with_config(table_df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return table_df.assign(config=table_df["params_json"].map(config_key),
+                           value=pd.to_numeric(table_df[metric], errors="coerce"))
+
+
+def seed_groups(table_df: pd.DataFrame, metric: str = "best_val_metric") -> pd.DataFrame:
+    """Per configuration (settings minus seed): n, mean, std and 95 % CI half-width of metric."""
+    df = _with_config(table_df, metric)
+    out = df.groupby("config", sort=True)["value"].agg(["count", "mean", "std"]).reset_index()
+    out = out.rename(columns={"count": "n"})
+    t = out["n"].map(lambda n: _T975[n - 2] if 2 <= n <= 11 else 1.96)
+    out["ci95"] = (t * out["std"] / np.sqrt(out["n"].clip(lower=1))).where(out["n"] > 1)
+    return out
+
+
+def seed_spread(repeat_table: pd.DataFrame, out_png: Path, metric: str = "best_val_metric") -> Path:
+    """Per configuration: each seed's metric as a point, with mean ± 95 % CI (PB-31)."""
+    groups = seed_groups(repeat_table, metric)
+    df = _with_config(repeat_table, metric)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 3.8))
+    rng = np.random.default_rng(0)
+    for i, row in groups.iterrows():
+        vals = df.loc[df["config"] == row["config"], "value"].dropna()
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=16, alpha=0.7, color="C0")
+        ci = 0.0 if pd.isna(row["ci95"]) else row["ci95"]
+        ax.errorbar(i + 0.3, row["mean"], yerr=ci, fmt="o", color="C3", capsize=4)
+    ax.set_xticks(range(len(groups)), [f"{c}\n(n={n})" for c, n in zip(groups["config"], groups["n"])],
+                  fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title("seed spread: each seed, mean ± 95% CI (PB-31)", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, out_png)
+
+
+def lr_find(df: pd.DataFrame, suggested_lr: float | None, out_png: Path) -> Path:
+    """Loss against learning rate (log x) with the suggested value marked (PB-13)."""
+    d = df.replace([np.inf, -np.inf], np.nan).dropna(subset=["lr", "loss"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(d["lr"], d["loss"], label="loss", alpha=0.5 if "smoothed_loss" in d else 1.0)
+    if "smoothed_loss" in d:
+        ax.plot(d["lr"], d["smoothed_loss"], label="smoothed loss")
+    if suggested_lr:
+        ax.axvline(suggested_lr, color="C3", ls="--", label=f"suggested lr = {suggested_lr:.3g}")
+    if len(d):
+        low = d["loss"].min()
+        ax.set_ylim(top=max(d["loss"].iloc[0], low) + 3 * (abs(d["loss"].iloc[0] - low) + 1e-12))
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title("LR range test (PB-13)")
+    return _save(fig, out_png)
+
+
+def stage_plots(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None) -> list[Path]:
+    """Every stage-level figure that the stage's files allow, written under out_dir.
+
+    metric_vs_params always; narrowing when a previous (coarser) stage is given; seed_spread when
+    some configuration was trained with more than one seed; lr_find when the stage folder holds
+    `lr_find.parquet` (columns lr, loss[, smoothed_loss]) and optionally `lr_find.json`
+    (`{"suggested_lr": x}`).
+    """
+    stage_dir, out_dir = Path(stage_dir), Path(out_dir)
+    table = trial_table(stage_dir)
+    made = []
+    if len(table):
+        made.append(metric_vs_params(table, out_dir / "metric_vs_params.png", title=stage_dir.name))
+        if previous_stage_dir is not None:
+            previous = trial_table(Path(previous_stage_dir))
+            if len(previous):
+                made.append(narrowing(previous, table, out_dir / "narrowing.png"))
+        if (seed_groups(table)["n"] > 1).any():
+            made.append(seed_spread(table, out_dir / "seed_spread.png"))
+    lr_path = stage_dir / "lr_find.parquet"
+    if lr_path.exists():
+        meta_path = stage_dir / "lr_find.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        made.append(lr_find(pd.read_parquet(lr_path), meta.get("suggested_lr"),
+                            out_dir / "lr_find.png"))
+    return made
+
+
+def trial_curve(trial_dir: Path, out_png: Path) -> Path:
+    """The learning curve of one trial folder (`metrics.parquet`), titled with its status."""
+    trial_dir = Path(trial_dir)
+    summary_path = trial_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    title = f"{trial_dir.name}: {summary.get('status', '?')}"
+    label = (summary.get("diagnosis") or {}).get("label")
+    return learning_curve(pd.read_parquet(trial_dir / "metrics.parquet"), out_png,
+                          title=f"{title} ({label})" if label else title,
+                          best_epoch=summary.get("best_epoch"))

@@ -1,0 +1,64 @@
+"""Apply the selected models to new, real-world data (PB-33: check the model outside the test set).
+
+The new table is encoded exactly as prep encoded train (the stored categories, medians and TRAIN
+normalisation statistics from prep.json); every seed of the winner predicts and the predictions
+are averaged (class probabilities for classification). When the table holds the target column,
+the metric is reported too.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alchemist.data.encode import FeatureEncoder
+from alchemist.data.sources import read_table
+from alchemist.errors import UserError
+
+
+def encode_new(table: pd.DataFrame, manifest: dict) -> np.ndarray:
+    enc = FeatureEncoder.from_manifest(manifest)
+    needed = enc.numeric + list(enc.categorical)
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise UserError(f"--data: column '{missing[0]}' (used in training) is missing")
+    return enc.transform(table)
+
+
+def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
+    import torch
+
+    from alchemist.train.evaluate import TrainedTrial
+
+    manifest = json.loads((Path(data_dir) / "prep.json").read_text())
+    table = read_table(data, key="--data")
+    X = torch.from_numpy(np.ascontiguousarray(encode_new(table, manifest)))
+    outputs = [TrainedTrial(d).predict(X) for d in trial_dirs]
+    out = pd.DataFrame(index=table.index)
+    task, classes = manifest["task"], manifest["classes"]
+    if task == "regression":
+        out["prediction"] = torch.stack(outputs).mean(0)[:, 0].numpy()
+    else:
+        if task == "binary":
+            p1 = torch.stack([torch.sigmoid(o[:, 0]) for o in outputs]).mean(0)
+            probs = torch.stack([1 - p1, p1], dim=1)
+        else:
+            probs = torch.stack([torch.softmax(o, dim=1) for o in outputs]).mean(0)
+        for i, label in enumerate(classes):
+            out[f"p_{label}"] = probs[:, i].numpy()
+        out["prediction"] = [classes[i] for i in probs.argmax(1).tolist()]
+    target = manifest.get("target")
+    if target in table.columns:
+        truth = table[target]
+        if task == "regression":
+            out.attrs["rmse"] = float(np.sqrt(np.mean((truth.to_numpy(float) - out["prediction"]) ** 2)))
+        else:
+            out.attrs["accuracy"] = float((truth.astype(str).to_numpy() == out["prediction"].astype(str)).mean())
+    return out
+
+
+def winner_trial_dirs(winner_file: Path, trials_dir: Path) -> list[Path]:
+    winner = json.loads(Path(winner_file).read_text())["winner"]
+    return [Path(trials_dir) / t for t in winner["trial_ids"]]

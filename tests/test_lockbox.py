@@ -1,0 +1,177 @@
+"""The test-set lockbox (PB-32): one opening, proven by an attack script; unseal with a reason.
+
+A tiny pipeline (coarse → repeat × 2 seeds → select) runs once; the first `final_test` opens the
+lockbox, then every way we know of to look again is tried and must be refused, citing the first
+evaluation, with the ledger and the first result byte-for-byte unchanged.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import Workflow
+
+CONFIRM = ("final_test", "--config", "final_test=confirm")
+
+
+def tiny_full(wf: Workflow) -> None:
+    config = wf.config
+    config["data"]["coarse"] = {"fraction": 0.5, "rows": 300, "classes": None}
+    config["train"].update({"hidden": [32], "epochs": 3, "early_stopping": False})
+    config["search"]["pack_size"] = 8
+    config["search"]["space"] = {"lr": {"log_uniform": [1e-3, 3e-2]}}
+    config["search"]["stages"] = [
+        {"name": "coarse", "kind": "search", "sampler": "random", "trials": 4, "data": "train_coarse"},
+        {"name": "repeat", "kind": "repeat", "from": "coarse", "top_n": 2, "seeds": 2, "data": "train"},
+        {"name": "select", "kind": "select", "from": "repeat"},
+    ]
+    wf.write_config(config)
+
+
+@pytest.fixture(scope="module")
+def opened(tmp_path_factory):
+    wf = Workflow(tmp_path_factory.mktemp("lockbox") / "wf")
+    tiny_full(wf)
+    wf.pipeline_log = wf.run().stderr                      # every job of the DAG, with its inputs
+    refused = wf.run("final_test", check=False)           # not confirmed: explains, runs nothing
+    assert refused.returncode != 0 and "final_test=confirm" in refused.stderr
+    assert not (wf.root / "results/lockbox/ledger.jsonl").exists()
+    assert "not been opened" in (wf.root / "results/lockbox/status.txt").read_text() or \
+        "opened 0 time(s)" in (wf.root / "results/lockbox/status.txt").read_text()
+    first = wf.run(*CONFIRM)
+    assert "TEST accuracy" in first.stdout + first.stderr
+    wf.final_log = first.stderr
+    return wf
+
+
+def protected(wf: Workflow) -> dict[str, bytes]:
+    return {name: (wf.root / name).read_bytes()
+            for name in ("results/lockbox/ledger.jsonl", "results/test/evaluation-1.json")}
+
+
+def test_first_opening_is_recorded(opened):
+    ledger = [json.loads(l) for l in (opened.root / "results/lockbox/ledger.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in ledger] == ["evaluation"]
+    event = ledger[0]
+    for key in ("time", "config_hash", "trial_ids", "split_sha256", "code_version", "result_file"):
+        assert event[key], key
+    result = json.loads((opened.root / "results/test/evaluation-1.json").read_text())
+    assert result["n"] == 2 and 0.5 < result["test_mean"] <= 1.0
+    assert result["val_to_test_gap"] == pytest.approx(result["val_mean"] - result["test_mean"])
+
+
+def _attack_cli(wf: Workflow):
+    return subprocess.run(["alchemist", "final-test", "--confirm", "--data-dir", "results/data",
+                           "--winner", "results/select/winner.json", "--trials-dir",
+                           "results/repeat/trials"], cwd=wf.root, capture_output=True, text=True)
+
+
+def _with_config(wf: Workflow, **train):
+    config = wf.config
+    config["train"].update(train)
+    wf.write_config(config)
+    return wf.run(*CONFIRM, check=False)
+
+
+def _without_ledger_file(wf: Workflow):
+    """Delete the ledger file AND results/test: the MLflow copy of the ledger still knows."""
+    ledger = wf.root / "results/lockbox/ledger.jsonl"
+    saved = ledger.read_bytes()
+    ledger.unlink()
+    shutil.rmtree(wf.root / "results/test")
+    proc = wf.run(*CONFIRM, check=False)
+    ledger.write_bytes(saved)
+    return proc
+
+
+ATTACKS = {
+    "plain rerun": lambda wf: wf.run(*CONFIRM, check=False),
+    "forceall": lambda wf: wf.run(*CONFIRM, "--forceall", check=False),
+    "forcerun final_test": lambda wf: wf.run(*CONFIRM, "-R", "final_test", check=False),
+    "changed config": lambda wf: _with_config(wf, epochs=4),
+    "changed upstream results": lambda wf: (
+        (wf.root / "results/select/winner.json").unlink(), wf.run(*CONFIRM, check=False))[1],
+    "deleted results/test": lambda wf: (
+        shutil.rmtree(wf.root / "results/test"), wf.run(*CONFIRM, check=False))[1],
+    "direct CLI call": _attack_cli,
+    "deleted ledger file and results/test": _without_ledger_file,
+    "empty unseal reason": lambda wf: wf.run(*CONFIRM, "unseal_reason=", check=False),
+    "other data seed": lambda wf: (wf.update(data={"seed": 5}), wf.run(*CONFIRM, check=False))[1],
+}
+
+
+def test_every_second_attempt_is_refused(opened):
+    wf = opened
+    keep = protected(wf)
+    pristine = wf.root / "pristine"
+    shutil.copytree(wf.root / "results", pristine)
+    config_text = (wf.root / "config/config.yaml").read_text()
+    for name, attack in ATTACKS.items():
+        proc = attack(wf)
+        assert proc.returncode != 0, name
+        message = proc.stderr + proc.stdout
+        assert "already evaluated" in message and "opening #1" in message, (name, message[-2000:])
+        assert "evaluation-1.json" in message, name
+        ledger = (wf.root / "results/lockbox/ledger.jsonl").read_bytes()
+        assert ledger == keep["results/lockbox/ledger.jsonl"], name
+        # restore what the attack changed on purpose (config, deleted folders) for the next one
+        (wf.root / "config/config.yaml").write_text(config_text)
+        for sub in ("test", "select"):
+            if not (wf.root / "results" / sub).exists():
+                shutil.copytree(pristine / sub, wf.root / "results" / sub)
+    assert protected(wf) == keep
+
+
+def test_unseal_with_a_reason_opens_once_more_and_is_reported(opened):
+    wf = opened
+    reason = "enlarged the validation set after a disappointing test score"
+    proc = wf.run(*CONFIRM, f"unseal_reason={reason}")
+    out = proc.stdout + proc.stderr
+    assert "opened 2 time(s)" in out and reason in out
+    events = [json.loads(l) for l in (wf.root / "results/lockbox/ledger.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events] == ["evaluation", "unseal", "evaluation"]
+    assert events[1]["reason"] == reason and (wf.root / "results/test/evaluation-2.json").exists()
+    again = wf.run(*CONFIRM, f"unseal_reason={reason}", check=False)   # a reason opens once
+    assert again.returncode != 0 and "already used" in again.stderr
+    status = subprocess.run(["alchemist", "lockbox", "--ledger", "results/lockbox/ledger.jsonl"],
+                            cwd=wf.root, capture_output=True, text=True)
+    assert "opened 2 time(s)" in status.stdout and reason in status.stdout
+
+
+def jobs_and_inputs(log: str) -> list[tuple[str, str]]:
+    """(rule, input line) for every job Snakemake reported running."""
+    jobs, rule = [], None
+    for line in log.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint ")):
+            rule = stripped.split()[1].rstrip(":")
+        elif stripped.startswith("input:") and rule:
+            jobs.append((rule, stripped))
+    return jobs
+
+
+def test_only_final_test_takes_the_test_split(opened):
+    """Every job of the real run (checkpoints resolved) is parsed for the test split."""
+    jobs = jobs_and_inputs(opened.pipeline_log) + jobs_and_inputs(opened.final_log)
+    rules = {rule for rule, _ in jobs}
+    assert {"prepare_data", "plan_round", "train_pack", "aggregate_stage", "select_winner",
+            "lr_find", "sanity_check", "final_test"} <= rules
+    readers = {rule for rule, inputs in jobs if "test.parquet" in inputs}
+    assert readers == {"final_test"}
+
+
+def test_training_refuses_the_test_split_even_renamed(opened, tmp_path):
+    data = opened.root / "results/data"
+    fake = tmp_path / "data"
+    shutil.copytree(data, fake)
+    shutil.copy(data / "test.parquet", fake / "train.parquet")   # test rows under the train name
+    trial = {"trial_id": "t", "data": "train", "epochs": 1, "hidden": [8]}
+    (tmp_path / "trials.json").write_text(json.dumps([trial]))
+    proc = subprocess.run(["alchemist", "train", "--trials", str(tmp_path / "trials.json"),
+                           "--data-dir", str(fake), "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "refuses test data" in proc.stderr
+    assert not (tmp_path / "out" / "t" / "metrics.parquet").exists()

@@ -1,0 +1,44 @@
+# The test-set lockbox (PB-32). Not part of `rule all`: it runs only when asked for by name AND
+# confirmed — `snakemake final_test --config final_test=confirm`. Before any job starts, the
+# ledger (results/lockbox/ledger.jsonl and MLflow) is checked: a second opening is refused with
+# a message citing the first, unless `unseal_reason="..."` gives a new reason (recorded).
+# This is the only rule that takes the test split as input.
+
+FINAL_TEST_HELP = """alchemist: final_test evaluates the selected configuration on the TEST set.
+The test set can be opened ONCE (PB-32: never tune on test results); the opening is recorded in
+results/lockbox/ledger.jsonl and MLflow, and any later attempt is refused.
+To proceed:   snakemake final_test --config final_test=confirm"""
+
+
+def _lockbox_gate(wildcards):
+    if config.get("final_test") != "confirm":
+        print(FINAL_TEST_HELP, file=sys.stderr)
+        sys.exit(3)
+    if not SELECTS:
+        print("alchemist: final_test needs a select stage in search.stages", file=sys.stderr)
+        sys.exit(3)
+    dag.lockbox_gate(config, DATA, RESULTS)   # exits 3 with the refusal when sealed
+    return []
+
+
+rule final_test:
+    input:
+        gate=_lockbox_gate,
+        code=dag.code("lockbox.py", "train/evaluate.py"),
+        winner=f"{RESULTS}/{SELECTS[-1]}/winner.json" if SELECTS else [],
+        test=f"{DATA}/test.parquet",
+        manifest=f"{DATA}/prep.json",
+    params:
+        trials=f"{RESULTS}/{STAGES[SELECTS[-1]].source}/trials" if SELECTS else "",
+        unseal=lambda wc: f"--unseal-reason {dag.quote(config['unseal_reason'])}" if config.get("unseal_reason") else "",
+        tracking=dag.tracking_args(config),
+        config_hash=dag.config_hash(config),
+    log:
+        f"{RESULTS}/logs/final_test.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} final-test --confirm --data-dir {DATA} --winner {input.winner} "
+        "--trials-dir {params.trials} --out-dir {RESULTS}/test "
+        "--ledger {RESULTS}/lockbox/ledger.jsonl --config-hash {params.config_hash} "
+        "{params.unseal} {params.tracking} 2>&1 | tee {log}"

@@ -1,0 +1,64 @@
+# What people look at: MLflow runs (synced from the files after each stage; an unreachable
+# server never fails the sweep — `alchemist sync` backfills later), figures, and the
+# `snakemake --report results/report.html` page (leaderboards, figures, lockbox status).
+
+
+def _tracked_input(wildcards):
+    if wildcards.tracked == "diagnostics":
+        return [f"{RESULTS}/diagnostics/lr_find.parquet", f"{RESULTS}/diagnostics/lr_find.json"]
+    return [f"{RESULTS}/{wildcards.tracked}/trials.parquet"]
+
+
+def _narrow_from(wildcards):
+    source = STAGES[wildcards.tracked].source if wildcards.tracked in STAGES else None
+    return f"--narrow-from {wildcards.tracked}={source}" if source else ""
+
+
+rule track_stage:
+    input:
+        code=dag.code("track", "plots.py"),
+        files=_tracked_input,
+    output:
+        f"{RESULTS}/{{tracked}}/mlflow_sync.json",
+    params:
+        tracking=dag.tracking_args(config),
+        narrow=_narrow_from,
+    log:
+        f"{RESULTS}/logs/track/{{tracked}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} sync --soft --results {RESULTS} --stage {wildcards.tracked} {params.tracking} "
+        "{params.narrow} --marker {output} > {log} 2>&1"
+
+
+rule plot_stage:
+    input:
+        code=dag.code("plots.py"),
+        table=f"{RESULTS}/{{stage}}/trials.parquet",
+    output:
+        report(directory(f"{RESULTS}/plots/{{stage}}"), patterns=["{name}.png"],
+               category="Figures", subcategory="{stage}", caption="../report/figures.rst"),
+    params:
+        previous=lambda wc: f"--previous {RESULTS}/{STAGES[wc.stage].source}" if STAGES[wc.stage].source else "",
+        curves=lambda wc: "--curves" if STAGES[wc.stage].kind == "repeat" else "",   # PB-22
+    log:
+        f"{RESULTS}/logs/plot/{{stage}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} plot --stage-dir {RESULTS}/{wildcards.stage} --out {output} {params.previous} {params.curves} "
+        "> {log} 2>&1"
+
+
+rule lockbox_status:
+    output:
+        report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),
+    params:
+        ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl"),   # reruns when the ledger grows
+    log:
+        f"{RESULTS}/logs/lockbox_status.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} lockbox --ledger {RESULTS}/lockbox/ledger.jsonl > {output} 2> {log}"
