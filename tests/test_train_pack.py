@@ -77,7 +77,8 @@ def test_cli_writes_the_contract_files(digits_dir, tmp_path):
             "--out-dir", str(out), "--done", str(tmp_path / "p1.json"), "--threads", "1"]
     assert main(args) == 0
     done = json.loads((tmp_path / "p1.json").read_text())
-    assert done == {"pack_id": "p1", "stage": "coarse", "trials": {"aaa": "early_stopped", "bbb": "completed"}}
+    assert done == {"pack_id": "p1", "stage": "coarse", "device": "cpu", "gpu": None,
+                    "trials": {"aaa": "early_stopped", "bbb": "completed"}}
     metrics = pd.read_parquet(out / "bbb" / "metrics.parquet")
     assert list(metrics.columns) == ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr",
                                      "grad_norm", "update_ratio_min", "update_ratio_median",
@@ -94,6 +95,7 @@ def test_cli_writes_the_contract_files(digits_dir, tmp_path):
     assert summary["diagnosis"]["next_step"]
     assert json.loads((out / "aaa" / "config.json").read_text())["seed"] == 0
     assert not (out / "_checkpoints" / "p1.pt").exists()
+    assert (out / "aaa" / "state.pt").exists() and (out / "bbb" / "state.pt").exists()   # continuation
 
 
 def test_early_stopping_restores_best_weights(digits_dir, tmp_path):

@@ -15,6 +15,9 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (trial setting, CUDA when present) | cpu | cuda[:N]")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: $ALCHEMIST_THREADS, "
                                                "$SLURM_CPUS_PER_TASK or torch's own)")
+    p.add_argument("--gpu-share", type=int, metavar="N",
+                   help="on one machine without SLURM: packs per GPU (default: $ALCHEMIST_GPU_SHARE or 1); "
+                        "each pack takes a GPU slot, see alchemist.gpu_slots")
     p.add_argument("--keep-checkpoint", action="store_true",
                    help="keep <out-dir>/_checkpoints/<pack>.pt after the pack finishes")
 
@@ -23,5 +26,11 @@ def run(args) -> int:
     from alchemist.train.pack import load_pack, run_pack
 
     pack_id, stage, trials = load_pack(args.plan, args.pack, args.trials)
+    device = args.device if args.device != "auto" else trials[0]["device"]
+    slot = None
+    if device in ("auto", "cuda"):     # before torch touches CUDA; cpu and cuda:N choose for themselves
+        from alchemist import gpu_slots
+        slot = gpu_slots.acquire(args.gpu_share, label=f"pack {pack_id}")
     return run_pack(trials, args.data_dir, args.out_dir, pack_id=pack_id, stage=stage, done=args.done,
-                    device=args.device, threads=args.threads, keep_checkpoint=args.keep_checkpoint)
+                    device=args.device, threads=args.threads, keep_checkpoint=args.keep_checkpoint,
+                    gpu=slot.device if slot else None)

@@ -6,6 +6,14 @@ holds the model and optimiser tensors, every scheduler, every per-trial generato
 dropout, augmentation; custom models' RNG states), early-stopping state with the best weights,
 the metrics rows so far, and, after SIGTERM, the half-finished epoch (its order, position and
 running sums). It is used only when its trial configs equal the pack's.
+
+Continuation across packs (successive halving, where rung r trains the same trial ids to more
+epochs in other packs): every trial that ends completed or early stopped leaves
+`<trial_dir>/state.pt`, its snapshot (PackTrainer.snapshot) keyed by the epoch budget it was
+trained to. A later pack whose config for the trial differs only in `epochs` starts the trial from
+the largest budget below its own (an early-stopped trial stays stopped). The file keeps one
+snapshot per budget along the trial's current history, so re-running one rung starts from the
+same point as the first time.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ def pack_fingerprint(trials: list[dict]) -> str:
 def trainer_state(tr) -> dict:
     return {
         "epoch": tr.epoch, "status": tr.status, "rows": tr.rows, "best": tr.best,
+        "trial_epoch": tr.trial_epoch, "start": tr.start, "cont": tr.cont,
         "diverged_epoch": tr.diverged_epoch, "init_loss": tr.init_loss, "pending": tr.pending,
         "model": tr.model.state_dict(), "custom_rng": getattr(tr.model, "rng", None),
         "opt": tr.opt.state_dict(), "sched": tr.sched.state_dict(),
@@ -33,7 +42,8 @@ def trainer_state(tr) -> dict:
 
 
 def restore(tr, state: dict) -> None:
-    for key in ("epoch", "status", "rows", "best", "diverged_epoch", "init_loss", "pending"):
+    for key in ("epoch", "status", "rows", "best", "diverged_epoch", "init_loss", "pending",
+                "trial_epoch", "start", "cont"):
         setattr(tr, key, state[key])
     if tr.pending is not None:
         tr.pending = {k: v.to(tr.device) if torch.is_tensor(v) else v for k, v in tr.pending.items()}
@@ -69,6 +79,45 @@ def load(path: str | Path, fingerprint: str) -> dict | None:
     except Exception:        # a foreign or damaged file: start fresh
         return None
     return obj["state"] if obj.get("fingerprint") == fingerprint else None
+
+
+CONTINUATION = "state.pt"
+NOT_COMPARED = ("epochs", "checkpoint_every")
+
+
+def _same_trial(a: dict, b: dict) -> bool:
+    drop = lambda c: {k: v for k, v in c.items() if k not in NOT_COMPARED}  # noqa: E731
+    return drop(a) == drop(b)
+
+
+def _snapshots(path: Path) -> dict[int, dict]:
+    if not path.exists():
+        return {}
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["snapshots"]
+    except Exception:        # damaged or foreign: no continuation
+        return {}
+
+
+def continuation(trial_dir: str | Path, trial: dict) -> dict | None:
+    """The snapshot to continue `trial` from: same config but `epochs`, the largest budget below
+    the trial's epochs; None to train from scratch."""
+    snaps = _snapshots(Path(trial_dir) / CONTINUATION)
+    fits = [b for b, s in snaps.items() if b < int(trial["epochs"]) and _same_trial(s["config"], trial)]
+    return snaps[max(fits)] if fits else None
+
+
+def save_continuation(trial_dir: str | Path, trial: dict, start: int, snap: dict | None) -> None:
+    """Keep the snapshots this run started from (budgets <= start) and add the new one; budgets
+    above `start` belonged to an older history of the trial and go."""
+    path = Path(trial_dir) / CONTINUATION
+    keep = {b: s for b, s in _snapshots(path).items() if b <= start and _same_trial(s["config"], trial)}
+    if snap is not None:
+        keep[snap["budget"]] = snap
+    if keep:
+        save_atomic({"snapshots": keep}, path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class StopOnSigterm:

@@ -13,6 +13,7 @@ global-norm clipping (PB-16), L1 (PB-20), evaluation, early stopping (PB-21), LR
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -63,8 +64,11 @@ def per_trial_loss(out, y, kind: str, class_w=None):
     """Mean loss of each trial, (K,); with class weights a weighted mean (PB-4)."""
     K, B = y.shape
     if kind == "cross_entropy":
-        loss = F.cross_entropy(out.reshape(K * B, -1), y.reshape(-1), weight=class_w,
-                               reduction="none").view(K, B)
+        if out.transpose(1, 2).is_contiguous():     # (K, C, B) in memory (NarrowLinear): log-softmax
+            loss = F.cross_entropy(out.transpose(1, 2), y, weight=class_w, reduction="none")  # across B
+        else:
+            loss = F.cross_entropy(out.reshape(K * B, -1), y.reshape(-1), weight=class_w,
+                                   reduction="none").view(K, B)
     elif kind == "bce":
         loss = F.binary_cross_entropy_with_logits(out.squeeze(-1), y.to(out.dtype), reduction="none")
         loss = loss * class_w[y] if class_w is not None else loss
@@ -77,7 +81,7 @@ def score(out, y, kind: str):
     """Per trial: number correct (classification) or sum of squared errors (regression)."""
     if kind == "mse":
         return (out.squeeze(-1).float() - y).pow(2).sum(1, dtype=torch.float64)
-    pred = out.argmax(-1) if kind == "cross_entropy" else (out.squeeze(-1) > 0).long()
+    pred = out.contiguous().argmax(-1) if kind == "cross_entropy" else (out.squeeze(-1) > 0).long()
     return (pred == y).sum(1, dtype=torch.float64)
 
 
@@ -104,8 +108,11 @@ class PackTrainer:
         self.augment = bool(cfg["augment"]) and prep.image_shape is not None
         self.autocast = bool(cfg["bf16"]) and self.device.type == "cuda"
         self.batch, self.accum = int(cfg["batch_size"]), int(cfg["grad_accum"])
-        # bookkeeping, all of it in the checkpoint
+        # bookkeeping, all of it in the checkpoint. `epoch` counts the pack's epochs, `trial_epoch`
+        # each trial's (a continued trial starts at its epochs done, `start` = the epoch budget
+        # it continued from); `cont` holds each trial's continuation state taken when it stopped.
         self.epoch, self.status = 0, ["running"] * self.K
+        self.trial_epoch, self.start, self.cont = [0] * self.K, [0] * self.K, [None] * self.K
         self.rows: list[list[dict]] = [[] for _ in trials]
         self.best = [{"epoch": None, "value": None, "val_loss": None, "val_metric": None, "bad": 0,
                       "state": None} for _ in trials]
@@ -114,6 +121,10 @@ class PackTrainer:
         self.stop_requested, self.pending = False, None
         self.set_lr()
 
+    def amp(self):
+        """bf16 autocast on CUDA when the trial asks for it (a no-op context otherwise)."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+
     @property
     def active(self) -> list[bool]:
         return [s == "running" for s in self.status]
@@ -121,10 +132,12 @@ class PackTrainer:
     # -- one step -------------------------------------------------------------------------------
     def forward_loss(self, idx):
         """Per-trial data loss (K,) and scores on the rows idx (K, B)."""
-        xb, yb = self.train.X[idx], self.train.y[idx]
+        flat = idx.reshape(-1)      # index_select: several times faster than X[idx]
+        xb = self.train.X.index_select(0, flat).view(*idx.shape, -1)
+        yb = self.train.y.index_select(0, flat).view(idx.shape)
         if self.augment:
             xb = augment(xb, self.trials, self.gens["augment"], self.prep.image_shape)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+        with self.amp():
             out = self.model(xb, self.gens["dropout"])
         return per_trial_loss(out.float(), yb, self.loss, self.class_w), score(out.detach(), yb, self.loss)
 
@@ -207,7 +220,7 @@ class PackTrainer:
             pad = -len(y) % ALIGN           # zero rows, dropped below: aligned per-trial blocks
             xp = F.pad(x, (0, 0, 0, pad)) if pad else x
             xk, yk = xp.expand(self.K, *xp.shape), y.expand(self.K, *y.shape)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            with self.amp():
                 out = self.model(xk)[:, :len(y)]
             loss += per_trial_loss(out.float(), yk, self.loss, self.class_w).double() * len(y)
             sc += score(out, yk, self.loss)
@@ -229,8 +242,10 @@ class PackTrainer:
         for k, t in enumerate(self.trials):
             if not self.active[k]:
                 continue
+            self.trial_epoch[k] += 1
+            epoch = self.trial_epoch[k]
             r = sorted(ratios[k]) or [math.nan]
-            row = {"epoch": self.epoch, "train_loss": train_loss[k], "val_loss": float(val_loss[k]),
+            row = {"epoch": epoch, "train_loss": train_loss[k], "val_loss": float(val_loss[k]),
                    "train_metric": float(train_metric[k]), "val_metric": float(val_metric[k]),
                    "lr": lrs[k], "grad_norm": norms[k], "update_ratio_min": r[0],
                    "update_ratio_median": statistics.median(r), "update_ratio_max": r[-1],
@@ -240,21 +255,23 @@ class PackTrainer:
             self.rows[k].append(row)
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])) or \
                     row["train_loss"] > DIVERGE_FACTOR * max(self.init_loss[k], 1e-3):
-                self.status[k], self.diverged_epoch[k] = "diverged", self.epoch
+                self.status[k], self.diverged_epoch[k] = "diverged", epoch
                 continue
             best = self.best[k]
             by_loss = t["monitor"] == "val_loss"
             value = row["val_loss"] if by_loss else row["val_metric"]
             sign = 1 if (by_loss or mode == "min") else -1
             if best["value"] is None or sign * (best["value"] - value) > t["min_delta"]:
-                best.update(epoch=self.epoch, value=value, val_loss=row["val_loss"],
+                best.update(epoch=epoch, value=value, val_loss=row["val_loss"],
                             val_metric=row["val_metric"], bad=0, state=self.model.trial_state(k))
             else:
                 best["bad"] += 1
                 if t["early_stopping"] and best["bad"] >= t["patience"]:
                     self.status[k] = "early_stopped"
-            if self.epoch >= self.epochs and self.status[k] == "running":
+            if epoch >= self.epochs and self.status[k] == "running":
                 self.status[k] = "completed"
+            if self.status[k] != "running":
+                self.cont[k] = self.snapshot(k)
         self.sched.step(val_loss.tolist())
         self.set_lr()
 
@@ -268,6 +285,41 @@ class PackTrainer:
             state = self.best[k]["state"]
             if state is not None and (t["early_stopping"] or self.status[k] == "diverged"):
                 self.model.load_trial_state(k, state)
+
+    # -- continuation across packs (successive halving) ------------------------------------------
+    def snapshot(self, k: int) -> dict:
+        """Trial k's continuation state at the end of its last epoch: everything that lets another
+        pack go on with it (the schedule is replayed from the rows, see continue_from)."""
+        rng = getattr(self.model, "rng", None)
+        return {"config": self.trials[k], "budget": self.epochs, "epochs_done": self.trial_epoch[k],
+                "status": self.status[k], "model": self.model.trial_state(k),
+                "custom_rng": rng[k].clone() if rng is not None else None, "opt": self.opt.trial_state(k),
+                "gens": {name: gens[k].get_state() for name, gens in self.gens.items()},
+                "rows": list(self.rows[k]), "best": dict(self.best[k]), "init_loss": self.init_loss[k]}
+
+    def continue_from(self, k: int, snap: dict) -> bool:
+        """Start trial k where a snapshot left it: weights, optimiser slice, generators, early
+        stopping, rows. A completed trial runs on to this pack's epochs; an early-stopped one
+        stays stopped (its outputs are written again unchanged). The LR schedule is rebuilt for
+        this pack's epoch count and replayed over the epochs done (with their val losses): the
+        same LRs as restoring it, except for schedules that depend on the epoch count (cosine).
+        False (nothing changed) when the generators do not fit (another device type)."""
+        if any(snap["gens"][name].shape != gens[k].get_state().shape for name, gens in self.gens.items()):
+            return False
+        self.model.load_trial_state(k, snap["model"])
+        if snap["custom_rng"] is not None:
+            self.model.rng[k] = snap["custom_rng"]
+        self.opt.load_trial_state(k, snap["opt"])
+        for name, gens in self.gens.items():
+            gens[k].set_state(snap["gens"][name])
+        self.rows[k], self.best[k] = list(snap["rows"]), dict(snap["best"])
+        self.init_loss[k], self.trial_epoch[k], self.start[k] = snap["init_loss"], snap["epochs_done"], snap["budget"]
+        self.status[k] = "running" if snap["status"] == "completed" else snap["status"]
+        if self.status[k] == "running":
+            for row in self.rows[k]:
+                self.sched.step_one(k, row["val_loss"])
+        self.set_lr()
+        return True
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, checkpoint=None, every: int = 1):

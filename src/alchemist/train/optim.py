@@ -36,10 +36,12 @@ class PackOptimizer:
             raise UserError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
         if kind == "sgd" and any(t["nesterov"] and t["momentum"] <= 0 for t in trials):
             raise UserError("nesterov needs momentum > 0 (torch.optim.SGD)")
-        self.kind, self.slots, self.t, self.K = kind, slots, 0, len(trials)
+        self.kind, self.slots, self.K = kind, slots, len(trials)
+        self.t = [0] * self.K          # steps per trial (a continued trial brings its own count)
         self.hp = {k: torch.tensor([float(t[k]) for t in trials], dtype=torch.float64)
                    for k in ("weight_decay", "momentum", "beta1", "beta2", "nesterov")}
         self.any_wd = bool((self.hp["weight_decay"] != 0).any())
+        self.betas = self.hp["beta1"].tolist(), self.hp["beta2"].tolist()
         self.device = slots[0].param.device
         self.state: list[dict] = [{} for _ in slots]
         self.set_lr(torch.zeros(self.K, dtype=torch.float64))
@@ -47,25 +49,34 @@ class PackOptimizer:
     def set_lr(self, lr: torch.Tensor):
         """Per-trial LR (K,) float64 for the next steps; 0 freezes a trial (stopped, diverged)."""
         self.lr, h = lr.to(torch.float64), self.hp
+        self.lr_list = self.lr.tolist()
         self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"],
                     "nesterov": h["nesterov"], "1-b1": 1 - h["beta1"], "b2": h["beta2"],
                     "1-b2": 1 - h["beta2"], "decay": 1 - self.lr * h["weight_decay"]}
         self.vec = {k: v.to(self.device, torch.float32) for k, v in self.vec.items()}
         self.vec["nesterov"] = self.vec["nesterov"] != 0
+        self.cols = [self._columns(slot, self.vec) for slot in self.slots]
+
+    @staticmethod
+    def _columns(slot, vec: dict) -> dict:
+        """Per-trial settings shaped to broadcast over a slot: (len(owners), 1, ...)."""
+        shape = (-1,) + (1,) * (slot.param.dim() - slot.stacked)
+        return {k: (v if slot.stacked else v[slot.owners]).view(shape) for k, v in vec.items()}
 
     @torch.no_grad()
     def step(self):
-        self.t += 1
-        if self.kind in ("adam", "adamw"):   # bias corrections, in float64 like torch's Python floats
-            self.vec["step_size"] = (-self.lr / (1 - self.hp["beta1"] ** self.t)).to(self.device, torch.float32)
-            self.vec["bc2_sqrt"] = (1 - self.hp["beta2"] ** self.t).sqrt().to(self.device, torch.float32)
+        self.t = [t + 1 for t in self.t]
+        if self.kind in ("adam", "adamw"):   # bias corrections in Python floats, as torch.optim.Adam
+            b1, b2 = self.betas
+            step = {"step_size": [-r / (1 - b ** t) for r, b, t in zip(self.lr_list, b1, self.t)],
+                    "bc2_sqrt": [(1 - b ** t) ** 0.5 for b, t in zip(b2, self.t)]}
+            step = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in step.items()}
+            for slot, cols in zip(self.slots, self.cols):
+                cols.update(self._columns(slot, step))
         update = getattr(self, f"_{self.kind}")
-        for slot, st in zip(self.slots, self.state):
+        for slot, st, cols in zip(self.slots, self.state, self.cols):
             if slot.param.grad is not None:
-                shape = (-1,) + (1,) * (slot.param.dim() - slot.stacked)
-                col = ((lambda k: self.vec[k].view(shape)) if slot.stacked else
-                       (lambda k, o=slot.owners: self.vec[k][o].view(shape)))
-                update(lead(slot.param, slot), lead(slot.param.grad, slot), st, col)
+                update(lead(slot.param, slot), lead(slot.param.grad, slot), st, cols.__getitem__)
 
     def _l2(self, p, g, col):
         return g + p * col("wd") if self.any_wd else g
@@ -88,7 +99,7 @@ class PackOptimizer:
             st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
         st["m"].lerp_(g, col("1-b1"))
         st["v"].mul_(col("b2")).addcmul_(g, g * col("1-b2"))
-        denom = (st["v"].sqrt() / col("bc2_sqrt")).add_(1e-8)
+        denom = st["v"].sqrt().div_(col("bc2_sqrt")).add_(1e-8)
         p.addcdiv_(st["m"] * col("step_size"), denom)
 
     def _adamw(self, p, g, st, col):
@@ -120,7 +131,22 @@ class PackOptimizer:
         return {"t": self.t, "state": self.state}
 
     def load_state_dict(self, sd: dict):
-        self.t, self.state = sd["t"], sd["state"]
+        self.t, self.state = list(sd["t"]), sd["state"]
+
+    def trial_state(self, k: int) -> dict:
+        """Trial k's slice of the optimiser: its step count and, per slot it owns, its tensors."""
+        return {"t": self.t[k], "slots": [{key: v[s.owners.index(k)].clone() for key, v in st.items()}
+                                          if k in s.owners else None for s, st in zip(self.slots, self.state)]}
+
+    def load_trial_state(self, k: int, sd: dict):
+        """Put a trial_state() into trial k; state tensors the pack lacks start at zero, which is
+        where every rule's state starts (SGD's first buffer g equals 0·m + g)."""
+        self.t[k] = sd["t"]
+        for s, st, saved in zip(self.slots, self.state, sd["slots"]):
+            for key, v in (saved or {}).items():
+                if key not in st:
+                    st[key] = torch.zeros_like(lead(s.param, s))
+                st[key][s.owners.index(k)].copy_(v)
 
 
 def lead(t: torch.Tensor, slot) -> torch.Tensor:
@@ -176,22 +202,27 @@ class PackSchedule:
                 self.holders.append(holder)
                 self.scheds.append(main)
                 self.warm.append((warm, w))
-        self.epoch = 0
+        self.epoch = [0] * len(trials)
 
     def lrs(self) -> torch.Tensor:
         return torch.tensor([h.param_groups[0]["lr"] for h in self.holders], dtype=torch.float64)
 
     def step(self, val_losses):
-        self.epoch += 1
+        for k, loss in enumerate(val_losses):
+            self.step_one(k, loss)
+
+    def step_one(self, k: int, val_loss):
+        """End of one of trial k's epochs (a continued trial replays its epochs through this)."""
+        self.epoch[k] += 1
+        sched, (warm, w) = self.scheds[k], self.warm[k]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for sched, (warm, w), loss in zip(self.scheds, self.warm, val_losses):
-                if warm is not None and self.epoch <= w:
-                    warm.step()
-                elif isinstance(sched, S.ReduceLROnPlateau):
-                    sched.step(float(loss))
-                else:
-                    sched.step()
+            if warm is not None and self.epoch[k] <= w:
+                warm.step()
+            elif isinstance(sched, S.ReduceLROnPlateau):
+                sched.step(float(val_loss))
+            else:
+                sched.step()
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "holders": [h.state_dict() for h in self.holders],
@@ -199,7 +230,7 @@ class PackSchedule:
                 "warm": [w.state_dict() if w is not None else None for w, _ in self.warm]}
 
     def load_state_dict(self, sd: dict):
-        self.epoch = sd["epoch"]
+        self.epoch = list(sd["epoch"])
         for h, s, (w, _), hs, ss, ws in zip(self.holders, self.scheds, self.warm,
                                             sd["holders"], sd["scheds"], sd["warm"]):
             h.load_state_dict(hs)

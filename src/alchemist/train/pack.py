@@ -119,9 +119,14 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
     else:
         for k, (t, d) in enumerate(zip(trials, dirs)):
             snap = ckpt.continuation(d, t)
-            if snap is not None and trainer.continue_from(k, snap):
+            if snap is None:
+                continue
+            if trainer.continue_from(k, snap):
                 print(f"trial {t['trial_id']}: continued from epoch {snap['epochs_done']} "
                       f"({snap['status']} at {snap['budget']} epochs)", file=sys.stderr)
+            else:
+                print(f"trial {t['trial_id']}: its {ckpt.CONTINUATION} comes from another device type; "
+                      f"trained from scratch", file=sys.stderr)
 
     def save(tr):
         ckpt.save_atomic({"fingerprint": fingerprint, "state": ckpt.trainer_state(tr)}, path)
