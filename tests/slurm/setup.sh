@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Bring up a real single-node SLURM cluster (munge + slurmctld + slurmd) on this machine,
+# for tests, CI and benchmarks. No systemd needed: every daemon is started by hand,
+# daemonised, with its pid file in the state directory; tests/slurm/teardown.sh stops them.
+#
+# Usage (as root):   tests/slurm/setup.sh            # prints: export SLURM_CONF=...
+#                    eval "$(tests/slurm/setup.sh --env)"   # only the export lines on stdout
+# Env:  ALCHEMIST_SLURM_DIR   state directory (default /tmp/alchemist-slurm)
+#       ALCHEMIST_SLURM_WAIT  seconds to wait for the node to become idle (default 60)
+#       ALCHEMIST_SLURM_ETC_LINK=0  do not link /etc/slurm/{slurm,gres,cgroup}.conf to the
+#                             generated ones. Needed by Snakemake: the plugin's job step
+#                             strips SLURM_CONF before its inner `srun`, which then reads
+#                             /etc/slurm/slurm.conf ("Could not establish a configuration
+#                             source" without it).
+#
+# The cluster: one node `localhost` (slurmd -N localhost, so the host name never matters),
+# CPUs = nproc, RealMemory = MemTotal minus headroom, one fake GPU (gres gpu:1, File=/dev/null)
+# so the GPU request path of snakemake-executor-plugin-slurm runs without a GPU, and one
+# partition `debug` (the default partition). No accounting storage (no slurmdbd): `sacct`
+# does not work here, so the Snakemake profile must use `slurm-status-command: squeue`, and
+# MinJobAge (how long squeue still lists a finished job) is large enough for that.
+#
+# Idempotent: if the daemons from an earlier run are alive and the node answers, it only
+# prints the environment; otherwise it stops leftovers, rewrites the config and starts again.
+set -euo pipefail
+
+STATE=${ALCHEMIST_SLURM_DIR:-/tmp/alchemist-slurm}
+WAIT_S=${ALCHEMIST_SLURM_WAIT:-60}
+ETC_LINK=${ALCHEMIST_SLURM_ETC_LINK:-1}
+PARTITION=debug
+NODE=localhost
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ENV_ONLY=0
+[[ "${1:-}" == "--env" ]] && ENV_ONLY=1
+
+log() { echo "[slurm-setup] $*" >&2; }
+die() { echo "[slurm-setup] ERROR: $*" >&2; exit 1; }
+
+print_env() {
+    if [[ $ENV_ONLY == 1 ]]; then
+        echo "export SLURM_CONF=$STATE/etc/slurm.conf"
+    else
+        echo "SLURM is up (node $NODE, partition $PARTITION, state dir $STATE). Use:"
+        echo "export SLURM_CONF=$STATE/etc/slurm.conf"
+    fi
+}
+
+[[ $(id -u) == 0 ]] || die "must run as root (munged and slurmd run as root here)"
+
+# ---- 1. packages (only if missing) -------------------------------------------------------
+export PATH="$PATH:/usr/sbin:/sbin"
+need_install=0
+for b in munged munge slurmctld slurmd sbatch squeue sinfo scontrol; do
+    command -v "$b" >/dev/null 2>&1 || need_install=1
+done
+if [[ $need_install == 1 ]]; then
+    log "installing munge slurmctld slurmd slurm-client (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_opts=(-y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends)
+    apt-get install "${apt_opts[@]}" munge slurmctld slurmd slurm-client >&2 \
+        || { apt-get update -qq -o DPkg::Lock::Timeout=600 >&2 \
+             && apt-get install "${apt_opts[@]}" munge slurmctld slurmd slurm-client >&2; } \
+        || die "apt-get install munge slurmctld slurmd slurm-client failed"
+fi
+
+export SLURM_CONF=$STATE/etc/slurm.conf
+
+pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+node_state() { timeout 10 sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null | head -1 || true; }
+
+# ---- 2. already up? ------------------------------------------------------------------------
+if pid_alive "$STATE/run/munged.pid" && pid_alive "$STATE/run/slurmctld.pid" \
+        && pid_alive "$STATE/run/slurmd.pid"; then
+    st=$(node_state)
+    if [[ "$st" == idle* || "$st" == mixed* || "$st" == allocated* ]]; then
+        log "already running (node $NODE is $st)"
+        print_env
+        exit 0
+    fi
+    log "daemons alive but node state is '${st:-no answer}': restarting"
+fi
+# stop leftovers of an earlier, broken run (by pid only)
+"$HERE/teardown.sh" --keep-state >&2 || true
+
+# ---- 3. configuration --------------------------------------------------------------------
+mkdir -p "$STATE"/{etc,run,log,spool/ctld,spool/d,munge}
+chmod 755 "$STATE" "$STATE/etc" "$STATE/run" "$STATE/log" "$STATE/spool"
+chmod 700 "$STATE/munge"
+
+CPUS=$(nproc)
+MEM_TOTAL_MB=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 ))
+# headroom for the OS, the Snakemake main process and the daemons: 10 %, at least 512 MB
+HEADROOM_MB=$(( MEM_TOTAL_MB / 10 > 512 ? MEM_TOTAL_MB / 10 : 512 ))
+REAL_MB=$(( MEM_TOTAL_MB - HEADROOM_MB ))
+(( REAL_MB >= 512 )) || die "too little memory (MemTotal ${MEM_TOTAL_MB} MB)"
+# memory of a job that does not ask for any (--mem): without DefMemPerCPU it would get the
+# whole node, and every other job would wait for it
+DEF_MEM_PER_CPU=$(( REAL_MB / CPUS / 2 < 1024 ? REAL_MB / CPUS / 2 : 1024 ))
+
+cat > "$STATE/etc/slurm.conf" <<EOF
+# Generated by tests/slurm/setup.sh: a one-node test cluster. Do not use in production.
+ClusterName=alchemist-test
+SlurmctldHost=$NODE
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+# our own munged socket, so a system munged (if any) is never touched; cred_expire (default
+# 120 s) is also how long a requeued (pre-empted) job waits before it may start again
+AuthInfo=socket=$STATE/run/munge.socket,cred_expire=15
+SlurmctldPort=6817
+SlurmdPort=6818
+SlurmctldPidFile=$STATE/run/slurmctld.pid
+SlurmdPidFile=$STATE/run/slurmd.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd.log
+StateSaveLocation=$STATE/spool/ctld
+SlurmdSpoolDir=$STATE/spool/d
+SlurmctldDebug=info
+SlurmdDebug=info
+# no cgroups (containers, no systemd): Linux /proc based process tracking, no task binding
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+# no accounting storage: sacct/sacctmgr do not work, use squeue for job status
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+# a finished job stays visible to squeue --states=all for MinJobAge seconds; the Snakemake
+# plugin needs MinJobAge >= 3 x slurm-init-seconds-before-status-checks, and its status
+# interval grows up to 180 s, so keep this well above 180 s
+MinJobAge=600
+MaxJobCount=100000
+# a pre-empted/timed-out job gets SIGTERM, then SIGKILL KillWait seconds later
+KillWait=10
+# consumable cores, memory and GRES: jobs share the node by what they ask for
+SchedulerType=sched/backfill
+# look at the queue every 5 s (default 60 s / 30 s), so a requeued job restarts promptly
+SchedulerParameters=sched_interval=5,bf_interval=5
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$DEF_MEM_PER_CPU
+GresTypes=gpu
+ReturnToService=2
+# trust this file, not slurmd's hardware probe (nproc inside a container may differ)
+SlurmdParameters=config_overrides
+MpiDefault=none
+SlurmdTimeout=300
+InactiveLimit=0
+Waittime=0
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REAL_MB Gres=gpu:1 State=UNKNOWN
+PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE DefaultTime=60 State=UP
+EOF
+
+# one fake GPU: File=/dev/null is a character device, so slurmd accepts it; jobs that ask
+# for --gpus=1 get SLURM_JOB_GPUS / CUDA_VISIBLE_DEVICES set like on a real GPU node
+cat > "$STATE/etc/gres.conf" <<EOF
+AutoDetect=off
+NodeName=$NODE Name=gpu File=/dev/null
+EOF
+
+# not used with proctrack/linuxproc + task/none; present so no cgroup plugin is autoloaded
+cat > "$STATE/etc/cgroup.conf" <<EOF
+CgroupAutomount=no
+EOF
+
+# plain `sinfo`/`srun` without SLURM_CONF (and the job step's srun, whose environment the
+# plugin strips of SLURM_* variables) read /etc/slurm/slurm.conf: link ours there unless a
+# real configuration already exists
+if [[ $ETC_LINK == 1 ]]; then
+    mkdir -p /etc/slurm
+    if [[ -L /etc/slurm/slurm.conf || ! -e /etc/slurm/slurm.conf ]]; then
+        ln -sfn "$STATE/etc/slurm.conf" /etc/slurm/slurm.conf
+        ln -sfn "$STATE/etc/gres.conf" /etc/slurm/gres.conf
+        ln -sfn "$STATE/etc/cgroup.conf" /etc/slurm/cgroup.conf
+    else
+        die "/etc/slurm/slurm.conf exists and is not ours (a real SLURM node?): left alone.
+  The plugin's job step runs srun without SLURM_CONF, so it would read that file.
+  Set ALCHEMIST_SLURM_ETC_LINK=0 to start anyway."
+    fi
+fi
+
+# ---- 4. munge ------------------------------------------------------------------------------
+if [[ ! -s "$STATE/munge/munge.key" ]]; then
+    dd if=/dev/urandom of="$STATE/munge/munge.key" bs=1024 count=1 status=none
+fi
+chmod 400 "$STATE/munge/munge.key"
+munged --force \
+    --key-file="$STATE/munge/munge.key" \
+    --socket="$STATE/run/munge.socket" \
+    --pid-file="$STATE/run/munged.pid" \
+    --log-file="$STATE/log/munged.log" \
+    --seed-file="$STATE/munge/munged.seed" \
+    || die "munged did not start; see $STATE/log/munged.log"
+for _ in $(seq 50); do [[ -S "$STATE/run/munge.socket" ]] && break; sleep 0.1; done
+munge -S "$STATE/run/munge.socket" -n </dev/null | unmunge -S "$STATE/run/munge.socket" >/dev/null \
+    || die "munge round trip failed; see $STATE/log/munged.log"
+
+# ---- 5. slurmctld, slurmd ----------------------------------------------------------------
+# -c: start from a clean state (no jobs from an earlier run); -i: ignore unreadable state
+slurmctld -c -i || die "slurmctld did not start; see $STATE/log/slurmctld.log"
+slurmd -N "$NODE" || die "slurmd did not start; see $STATE/log/slurmd.log"
+
+# ---- 6. wait until the node is idle ------------------------------------------------------
+t0=$SECONDS
+resumed=0
+while :; do
+    st=$(node_state)
+    case "$st" in
+        idle*|mixed*|allocated*) break ;;
+        down*|drain*)
+            if [[ $resumed == 0 ]]; then
+                scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
+                resumed=1
+            fi ;;
+    esac
+    if (( SECONDS - t0 >= WAIT_S )); then
+        echo "[slurm-setup] ERROR: node $NODE not idle after ${WAIT_S}s (state: '${st:-no answer}')" >&2
+        sinfo -R >&2 2>&1 || true
+        for f in slurmctld slurmd munged; do
+            echo "---- tail $STATE/log/$f.log" >&2; tail -n 20 "$STATE/log/$f.log" >&2 2>/dev/null || true
+        done
+        exit 1
+    fi
+    sleep 0.5
+done
+log "node $NODE is $st after $((SECONDS - t0))s (CPUs=$CPUS RealMemory=${REAL_MB}MB gpu:1 DefMemPerCPU=$DEF_MEM_PER_CPU)"
+print_env
