@@ -60,6 +60,27 @@ def hand_loop_rate(train, val, epochs: int, lr=1e-3, batch=64) -> float:
     return epochs / (CLOCK() - t0)
 
 
+def process_rates(trials, data: Path, tmp: Path, threads: int) -> tuple[float, float]:
+    """Trial-epochs per second as the pipeline runs them: the 16 trials as ONE `alchemist train`
+    process (a pack job) vs 16 processes of one trial each (a job per trial), start-up included."""
+    import json
+    import subprocess
+
+    def run(batch: list, name: str) -> float:
+        spec = tmp / f"{name}.json"
+        spec.write_text(json.dumps(batch))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "alchemist", "train", "--trials", str(spec),
+                        "--data-dir", str(data), "--out-dir", str(tmp / name), "--device", "cpu",
+                        "--threads", str(threads)], check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    epochs = len(trials) * trials[0]["epochs"]
+    one = run(trials, "pack")
+    many = sum(run([t], f"solo{i}") for i, t in enumerate(trials))
+    return epochs / one, epochs / many
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
@@ -75,9 +96,10 @@ def main() -> None:
         data = train_fixtures.digits(Path(tmp))
         prep = read_manifest(data)
         train, val = load_split(data, "train", prep), load_split(data, "val", prep)
-    trials = complete_trials([{"hidden": [128], "optimizer": "adam", "epochs": args.epochs,
-                               "early_stopping": False, "lr": 1e-3 * (1 + i % 4), "seed": i,
-                               "dropout": 0.1 * (i % 3)} for i in range(16)])
+        trials = complete_trials([{"hidden": [128], "optimizer": "adam", "epochs": args.epochs,
+                                   "early_stopping": False, "lr": 1e-3 * (1 + i % 4), "seed": i,
+                                   "dropout": 0.1 * (i % 3)} for i in range(16)])
+        proc_pack, proc_seq = process_rates(trials, data, Path(tmp), args.threads)
     figures = {
         "pack": lambda: engine_rate(trials, prep, train, val),
         "seq": lambda: 16 * args.epochs / sum(args.epochs / engine_rate([t], prep, train, val) for t in trials),
@@ -94,6 +116,8 @@ def main() -> None:
           f"{args.repeats} interleaved rounds; load average {load:.1f} -> {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs)")
     print(f"{'pack of 16':>28} {pack:9.1f}   {'16 one at a time':>18} {seq:9.1f}   ratio {pack / seq:5.2f}x (target >= 5)")
+    print(f"{'as jobs: one pack process':>28} {proc_pack:9.1f}   {'16 processes':>18} {proc_seq:9.1f}   "
+          f"ratio {proc_pack / proc_seq:5.2f}x (start-up included, as the pipeline would run them)")
     print(f"{'engine, single trial':>28} {solo:9.1f}   {'hand-written loop':>18} {hand:9.1f}   ratio {solo / hand:5.2f}x (target >= 0.9)")
 
 
