@@ -56,29 +56,11 @@ def lr_find(trial: dict, data_dir, out_dir, *, min_lr=1e-7, max_lr=10.0, steps=2
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / "lr_find.parquet", index=False)
     suggestion = suggest(table["lr"], table["smoothed_loss"])
-    _plot(table, suggestion, out / "lr_find.png")
+    from alchemist.plots import lr_find as plot_lr_find
+
+    plot_lr_find(table, suggestion, out / "lr_find.png")
     result = {"suggested_lr": suggestion, "min_loss_lr": float(table["lr"][table["smoothed_loss"].idxmin()]),
               "steps_run": len(table), "stopped_on_divergence": len(table) < steps,
               "min_lr": min_lr, "max_lr": max_lr, "trial": trial}
     (out / "lr_find.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
-
-
-def _plot(table, suggestion, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(table["lr"], table["loss"], alpha=0.3, label="loss")
-    ax.plot(table["lr"], table["smoothed_loss"], label="smoothed")
-    if suggestion:
-        ax.axvline(suggestion, color="red", linestyle="--", label=f"suggested {suggestion:.2g}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="LR range test (PB-13)")
-    finite = table["smoothed_loss"][np.isfinite(table["smoothed_loss"])]
-    if len(finite):
-        ax.set_ylim(top=min(finite.iloc[0] * 2, finite.max()) if finite.iloc[0] > 0 else None)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -6,7 +6,6 @@ workers. Training refuses the test split (PB-1, PB-32): a file whose sha256 equa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from alchemist.data.sources import file_sha256
 from alchemist.errors import UserError
 
 
@@ -40,14 +40,6 @@ class Prepared:
 
     def rebalance_method(self) -> str:
         return (self.manifest.get("rebalance") or {}).get("method", "none")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(data_dir: str | Path) -> Prepared:
