@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from alchemist.search.select import t_quantile  # noqa: E402
 from alchemist.trial import BOOKKEEPING_KEYS, canonical_json, short_hash  # noqa: E402
 
 #: Settings always drawn on a log axis (PB-27); others only when they span > 1.5 decades.
@@ -28,7 +29,6 @@ LINEAR_KEYS = frozenset({"dropout", "momentum", "beta1", "beta2", "gamma", "plat
 #: Keys that never describe a configuration (ignored when grouping seeds or plotting).
 _NOT_SETTINGS = BOOKKEEPING_KEYS | {"data", "device", "checkpoint_every"}
 #: Two-sided 95 % Student-t quantiles for 1..10 degrees of freedom (normal beyond).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -199,7 +199,8 @@ def seed_groups(table_df: pd.DataFrame, metric: str = "best_val_metric") -> pd.D
     df = _with_config(table_df, metric)
     out = df.groupby("config", sort=True)["value"].agg(["count", "mean", "std"]).reset_index()
     out = out.rename(columns={"count": "n"})
-    t = out["n"].map(lambda n: _T975[n - 2] if 2 <= n <= 11 else 1.96)
+    # the same Student-t interval as the seeds table and the winner (alchemist.search.select)
+    t = out["n"].map(lambda n: t_quantile(0.95, n - 1) if n >= 2 else np.nan)
     out["ci95"] = (t * out["std"] / np.sqrt(out["n"].clip(lower=1))).where(out["n"] > 1)
     return out
 
