@@ -61,13 +61,27 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
-def check_backend(tracking_uri: str, timeout: float = 5.0) -> None:
-    """Raise BackendUnavailable unless the backend answers (HTTP `/health`, SQLite folder)."""
+def check_backend(tracking_uri: str, timeout: float = 5.0, attempts: int = 4) -> None:
+    """Raise BackendUnavailable unless the backend answers (HTTP `/health`, SQLite folder).
+
+    A refused connection means the server is down: fail at once. A timeout means it is busy
+    (e.g. many syncs at once on a loaded machine): ask again with doubled patience, so a slow
+    but healthy server (5+10+20+40 s by default) is not mistaken for an outage."""
     if urllib.parse.urlparse(tracking_uri).scheme in ("http", "https"):
-        try:  # urlopen raises HTTPError (an OSError) on any status >= 400
-            urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout).close()
-        except (OSError, ValueError) as err:
-            raise BackendUnavailable(f"tracking server {tracking_uri} unreachable: {err}") from err
+        url = tracking_uri.rstrip("/") + "/health"
+        for attempt in range(attempts):
+            wait = timeout * 2 ** attempt
+            try:  # urlopen raises HTTPError (an OSError) on any status >= 400
+                urllib.request.urlopen(url, timeout=wait).close()
+                break
+            except (OSError, ValueError) as err:
+                slow = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None),
+                                                                   TimeoutError)
+                if not slow or attempt == attempts - 1:
+                    raise BackendUnavailable(f"tracking server {tracking_uri} unreachable: "
+                                             f"{getattr(err, 'reason', err)}") from err
+                print(f"alchemist.track: {url} gave no answer in {wait:g} s, asking again",
+                      file=sys.stderr)
     if (db := _sqlite_path(tracking_uri)) is not None:
         with contextlib.suppress(OSError):
             db.parent.mkdir(parents=True, exist_ok=True)
