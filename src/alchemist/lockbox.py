@@ -150,16 +150,13 @@ def t_interval(values: list[float], confidence: float = 0.95) -> dict:
 
 def evaluate_winner(data_dir: Path, winner: dict, trials_dir: Path, device: str = "cpu") -> dict:
     """Evaluate every seed of the selected configuration on the test split."""
-    from alchemist.train.data import read_manifest
+    from alchemist.train.data import frame_tensors, read_manifest
     from alchemist.train.evaluate import evaluate
     import pandas as pd
-    import torch
 
     prep = read_manifest(data_dir)
     frame = pd.read_parquet(Path(data_dir) / "test.parquet")   # the one read of the test split
-    X = torch.from_numpy(frame[prep.features].to_numpy("float32", copy=True))
-    y_dtype = "float32" if prep.task == "regression" else "int64"
-    y = torch.from_numpy(frame["_y"].to_numpy(y_dtype, copy=True))
+    X, y = frame_tensors(frame, prep)
     per_trial = {tid: evaluate(trials_dir / tid, X, y, device) for tid in winner["trial_ids"]}
     values = [r["value"] for r in per_trial.values()]
     test = t_interval(values, winner.get("confidence", 0.95))

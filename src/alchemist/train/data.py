@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -64,10 +65,16 @@ def load_split(data_dir: str | Path, name: str, prep: Prepared,
     missing = [c for c in [*prep.features, "_y"] if c not in frame.columns]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing[:5]}")
-    X = torch.from_numpy(frame[prep.features].to_numpy("float32", copy=True))
-    y_dtype = "float32" if prep.task == "regression" else "int64"
-    y = torch.from_numpy(frame["_y"].to_numpy(y_dtype, copy=True))
+    X, y = frame_tensors(frame, prep)
     return Split(X.to(device), y.to(device))
+
+
+def frame_tensors(frame: pd.DataFrame, prep: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (N, F) float32, row-major, and the target. pandas hands a block of columns over
+    column-major: gathering mini-batch rows from that is ~7x slower (each row is F strided reads)."""
+    X = torch.from_numpy(np.ascontiguousarray(frame[prep.features].to_numpy("float32")))
+    y_dtype = "float32" if prep.task == "regression" else "int64"
+    return X, torch.from_numpy(frame["_y"].to_numpy(y_dtype, copy=True))
 
 
 def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Tensor:
