@@ -5,7 +5,11 @@ trained one at a time (each a pack of one), and the engine's single-trial throug
 minimal hand-written PyTorch loop (same MLP 64-128-10, Adam, batch 64, per-epoch validation).
 Targets on the 2-core CPU: pack >= 5x sequential; engine >= 0.9x the hand loop.
 
-    python benchmarks/pack_speed.py [--epochs 10] [--threads 1] [--clock wall|cpu]
+Run at 1 torch thread and at the threads the pipeline gives a training job (config.yaml
+resources.train.threads, 2 by default): a pack's large element-wise kernels use both cores,
+a single trial's small ones do not, so the pack's lead grows with threads.
+
+    python benchmarks/pack_speed.py [--epochs 10] [--threads 1 2] [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -81,17 +85,46 @@ def process_rates(trials, data: Path, tmp: Path, threads: int) -> tuple[float, f
     return epochs / one, epochs / many
 
 
+def pipeline_threads() -> int:
+    """Threads the pipeline gives a training job (config/config.yaml resources.train.threads)."""
+    import yaml
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    return int(config["resources"]["train"]["threads"])
+
+
+def compare(trials, prep, train, val, epochs: int, threads: int, repeats: int) -> None:
+    """Both in-process comparisons at one torch thread count, best of interleaved rounds."""
+    torch.set_num_threads(threads)
+    figures = {
+        "pack": lambda: engine_rate(trials, prep, train, val),
+        "seq": lambda: 16 * epochs / sum(epochs / engine_rate([t], prep, train, val) for t in trials),
+        "solo": lambda: engine_rate([trials[0] | {"dropout": 0.0}], prep, train, val),
+        "hand": lambda: hand_loop_rate(train, val, epochs),
+    }
+    load = os.getloadavg()[0]
+    best = dict.fromkeys(figures, 0.0)
+    for _ in range(repeats):      # interleaved rounds: a burst of machine load hits every figure
+        for name, f in figures.items():
+            best[name] = max(best[name], f())
+    pack, seq, solo, hand = best.values()
+    print(f"threads={threads} (load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"{'pack of 16':>28} {pack:9.1f}   {'16 one at a time':>18} {seq:9.1f}   ratio {pack / seq:5.2f}x (target >= 5)")
+    print(f"{'engine, single trial':>28} {solo:9.1f}   {'hand-written loop':>18} {hand:9.1f}   ratio {solo / hand:5.2f}x (target >= 0.9)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--threads", type=int, nargs="+",
+                    help="torch thread counts to compare at (default: 1 and the pipeline's "
+                         "resources.train.threads)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: this process's CPU time, steadier on a machine others load")
-    ap.add_argument("--repeats", type=int, default=5, help="best of N interleaved rounds for each figure")
+    ap.add_argument("--repeats", type=int, default=3, help="best of N interleaved rounds for each figure")
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    torch.set_num_threads(args.threads)
+    threads = args.threads or sorted({1, pipeline_threads()})
     with tempfile.TemporaryDirectory() as tmp:
         data = train_fixtures.digits(Path(tmp))
         prep = read_manifest(data)
@@ -99,26 +132,14 @@ def main() -> None:
         trials = complete_trials([{"hidden": [128], "optimizer": "adam", "epochs": args.epochs,
                                    "early_stopping": False, "lr": 1e-3 * (1 + i % 4), "seed": i,
                                    "dropout": 0.1 * (i % 3)} for i in range(16)])
-        proc_pack, proc_seq = process_rates(trials, data, Path(tmp), args.threads)
-    figures = {
-        "pack": lambda: engine_rate(trials, prep, train, val),
-        "seq": lambda: 16 * args.epochs / sum(args.epochs / engine_rate([t], prep, train, val) for t in trials),
-        "solo": lambda: engine_rate([trials[0] | {"dropout": 0.0}], prep, train, val),
-        "hand": lambda: hand_loop_rate(train, val, args.epochs),
-    }
-    load = os.getloadavg()[0]
-    best = dict.fromkeys(figures, 0.0)
-    for _ in range(args.repeats):      # interleaved rounds: a burst of machine load hits every figure
-        for name, f in figures.items():
-            best[name] = max(best[name], f())
-    pack, seq, solo, hand = best.values()
-    print(f"threads={torch.get_num_threads()} epochs={args.epochs} clock={args.clock} (trial-epochs per second, best of "
-          f"{args.repeats} interleaved rounds; load average {load:.1f} -> {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs)")
-    print(f"{'pack of 16':>28} {pack:9.1f}   {'16 one at a time':>18} {seq:9.1f}   ratio {pack / seq:5.2f}x (target >= 5)")
-    print(f"{'as jobs: one pack process':>28} {proc_pack:9.1f}   {'16 processes':>18} {proc_seq:9.1f}   "
-          f"ratio {proc_pack / proc_seq:5.2f}x (start-up included, as the pipeline would run them)")
-    print(f"{'engine, single trial':>28} {solo:9.1f}   {'hand-written loop':>18} {hand:9.1f}   ratio {solo / hand:5.2f}x (target >= 0.9)")
+        proc_pack, proc_seq = process_rates(trials, data, Path(tmp), threads[-1])
+    print(f"epochs={args.epochs} clock={args.clock}; trial-epochs per second, best of {args.repeats} "
+          f"interleaved rounds")
+    for n in threads:
+        compare(trials, prep, train, val, args.epochs, n, args.repeats)
+    print(f"threads={threads[-1]}, as jobs (start-up included, as the pipeline runs them)")
+    print(f"{'one pack process':>28} {proc_pack:9.1f}   {'16 processes':>18} {proc_seq:9.1f}   "
+          f"ratio {proc_pack / proc_seq:5.2f}x")
 
 
 if __name__ == "__main__":
