@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alchemist.atomic import replacing
 from alchemist.search.select import NOT_CONFIG_KEYS, config_id, summarise_values
 from alchemist.trial import canonical_json
 
@@ -102,8 +103,8 @@ def write_tables(trials: pd.DataFrame, out: Path, summary: bool) -> list[Path]:
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    frame.to_csv(path.with_suffix(".csv"), index=False)
+    with replacing(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    with replacing(path.with_suffix(".csv")) as tmp:
+        frame.to_csv(tmp, index=False)
     return path

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import alchemist
+from alchemist.atomic import write_text
 from alchemist.errors import UserError
 from alchemist.trial import canonical_json
 
@@ -205,9 +206,7 @@ def open_lockbox(*, data_dir: Path, winner_file: Path, trials_dir: Path, out_dir
         code_version=code_version(), result_file=str(result_file),
         result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n", "val_mean",
                                        "val_to_test_gap")})
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"event": event, **result}, indent=2, default=str))
-    tmp.replace(result_file)
+    write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
     append_ledger(event, ledger)
     remote.record(event, result_file)
     return {"event": event, "result": result, "status": status(merge_events(

@@ -6,9 +6,9 @@ train statistics, subsample for the coarse search, plan class rebalancing, audit
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alchemist.atomic import replacing
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.sources import file_sha256, load_source, read_table
 from alchemist.data.split import check_target, coarse_subsample, detect_task, split_rows
@@ -156,18 +157,14 @@ def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
 
 
 def write(prepared: Prepared, out_dir: Path) -> dict:
-    """Write every split and the manifest atomically (temporary name, then rename)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write every split and the manifest atomically: all are staged first, then the splits
+    replace theirs and the manifest comes last; a failure anywhere leaves the old files."""
     manifest = prepared.manifest
-    staged = []
-    for name in SPLITS:
-        tmp = out_dir / f".{name}.parquet.tmp-{os.getpid()}"
-        pq.write_table(prepared.tables[name], tmp)
-        manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
-        staged.append((tmp, out_dir / f"{name}.parquet"))
-    tmp = out_dir / f".prep.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    staged.append((tmp, out_dir / "prep.json"))
-    for src, dst in staged:
-        os.replace(src, dst)
+    with contextlib.ExitStack() as stage:     # replaces in reverse order of entry, on success
+        manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))
+        for name in SPLITS:
+            tmp = stage.enter_context(replacing(out_dir / f"{name}.parquet"))
+            pq.write_table(prepared.tables[name], tmp)
+            manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
+        manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return manifest

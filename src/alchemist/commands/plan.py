@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     from alchemist.config import load_config_file
     from alchemist.search.plan import build_plan
-    from alchemist.search.results_io import dumps, read_table, write_atomic
+    from alchemist.atomic import write_text
+    from alchemist.search.results_io import dumps, read_table
 
     if args.config_json:
         import json
@@ -49,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
     plan = build_plan(config, args.stage, previous=previous, round_=args.round_,
                       history=history, log=log)
-    write_atomic(args.out, dumps(plan))
+    write_text(args.out, dumps(plan))
     log(f"round {args.round_}: {len(plan['trials'])} trials in {len(plan['packs'])} packs -> {args.out}")
     return 0

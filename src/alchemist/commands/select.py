@@ -21,11 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.search.results_io import dumps, read_table, write_atomic
+    from alchemist.atomic import write_text
+    from alchemist.search.results_io import dumps, read_table
     from alchemist.search.select import describe_winner, select_winner
 
     table = read_table(args.table, "--table")
     result = select_winner(table, args.confidence, where=f"--table {args.table}")
-    write_atomic(args.out, dumps(result))
+    write_text(args.out, dumps(result))
     print(describe_winner(result), flush=True)
     return 0

@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from alchemist.atomic import write_text
+
 HELP = ("Sync results/<stage>/trials/* into MLflow: a parent run per stage, a child run per "
         "trial (idempotent, keyed by trial id). --soft never fails (pipeline rule).")
 
@@ -93,7 +95,4 @@ def run(args) -> int:
 def write_marker(marker: Path | None, **content) -> None:
     """Atomically write the sync marker JSON (the sync rule's output)."""
     if marker is not None:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(marker.name + ".tmp")
-        tmp.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
-        tmp.replace(marker)
+        write_text(marker, json.dumps(content, indent=1, sort_keys=True) + "\n")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -99,15 +97,3 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -38,7 +38,7 @@ class LockboxLedger:
 
     def record(self, event: dict, result_file: Path | None) -> None:
         """One run per event: tags (the event as JSON), metrics and the result file."""
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         client, exp_id = self._connect()
         name = (f"lockbox-opening-{event['opening']}" if event["kind"] == "evaluation"

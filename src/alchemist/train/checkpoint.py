@@ -17,12 +17,12 @@ same point as the first time.
 """
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import torch
 
+from alchemist.atomic import replacing
 from alchemist.trial import short_hash
 
 
@@ -59,14 +59,8 @@ def restore(tr, state: dict) -> None:
 
 
 def save_atomic(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with replacing(path, fsync=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def load(path: str | Path, fingerprint: str) -> dict | None:

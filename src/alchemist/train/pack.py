@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from alchemist.atomic import replacing, write_text
 from alchemist.errors import UserError
 from alchemist.train import checkpoint as ckpt
 from alchemist.train.data import load_split, read_manifest
@@ -95,9 +96,7 @@ def configure_torch(threads: int | None, device: str) -> torch.device:
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None, done=None,
@@ -173,10 +172,12 @@ def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | Non
     for k, (t, d) in enumerate(zip(trainer.trials, dirs)):
         rows, best, status = trainer.rows[k], trainer.best[k], trainer.status[k]
         columns = METRIC_COLUMNS + (["val_r2"] if is_reg else [])
-        pd.DataFrame(rows, columns=columns).to_parquet(d / "metrics.parquet", index=False)
-        torch.save({"config": t, "n_inputs": trainer.train.X.shape[1], "task": prep.task,
-                    "loss": trainer.loss, "image_shape": prep.image_shape,
-                    "n_classes": prep.n_classes, "state": trainer.model.trial_state(k)}, d / "model.pt")
+        with replacing(d / "metrics.parquet") as tmp:
+            pd.DataFrame(rows, columns=columns).to_parquet(tmp, index=False)
+        with replacing(d / "model.pt") as tmp:
+            torch.save({"config": t, "n_inputs": trainer.train.X.shape[1], "task": prep.task,
+                        "loss": trainer.loss, "image_shape": prep.image_shape,
+                        "n_classes": prep.n_classes, "state": trainer.model.trial_state(k)}, tmp)
         last = rows[-1] if rows else {}
         summary = {
             "trial_id": t["trial_id"], "status": status, "metric": "rmse" if is_reg else "accuracy",

@@ -1,0 +1,39 @@
+"""Atomic file writes, the one place for them: write a temporary file beside the target, then
+os.replace it. A reader, a crash or a SIGKILL sees the old file or the new one, never half of
+one; a failed write leaves the old file and no temporary debris.
+
+    with replacing(path) as tmp:          # any writer: frame.to_parquet(tmp), torch.save(obj, tmp)
+        ...
+    write_text(path, text)
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; when the block succeeds it replaces `path`.
+    fsync=True flushes it to disk first (checkpoints: survive a node crash, not only a kill).
+    The name is unique per writer, and the file gets the umask's permissions (not mkstemp's 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(text)
