@@ -154,6 +154,7 @@ def test_successive_halving_keeps_the_best_third_under_the_same_ids():
     rung1 = _plan(cfg, "sh")
     assert len(rung1["trials"]) == 27 and {t["epochs"] for t in rung1["trials"].values()} == {2}
     assert all(trial_id({**t, "epochs": 18}) == tid for tid, t in rung1["trials"].items())
+    assert {t["schedule_epochs"] for t in rung1["trials"].values()} == {18}   # one cosine across rungs
     with pytest.raises(UserError, match="needs --history"):
         _plan(cfg, "sh", round_=2)
     rung2 = _plan(cfg, "sh", round_=2, history=results_table(rung1["trials"], lr_peak(1e-3)))

@@ -139,6 +139,22 @@ def test_cosine_continues_on_the_longer_schedule(digits_dir, tmp_path):  # noqa:
     assert got["lr"].tolist()[:3] != ref["lr"].tolist()[:3]
 
 
+def test_cosine_spanning_the_last_rung_continues_as_one_run(digits_dir, tmp_path):  # noqa: F811
+    """With `schedule_epochs` fixed (what a halving stage sets), 3 + 3 epochs equal a 6-epoch run."""
+    TRIALS["s"] = dict(BASE, trial_id="s", lr=1e-2, seed=4, schedule="cosine", eta_min=0.0, schedule_epochs=6)
+    try:
+        train(tmp_path, digits_dir, tmp_path / "ref", ["s"], 6, "ref")
+        train(tmp_path, digits_dir, tmp_path / "r", ["s"], 3, "r1")
+        first = pd.read_parquet(tmp_path / "r" / "s" / "metrics.parquet")
+        train(tmp_path, digits_dir, tmp_path / "r", ["s"], 6, "r2")
+    finally:
+        del TRIALS["s"]
+    got, ref = metrics(tmp_path / "r", "s"), metrics(tmp_path / "ref", "s")
+    assert continued_from(tmp_path / "r", "s", first)
+    assert got["lr"].iloc[-1] < got["lr"].iloc[0] / 2      # it does anneal
+    pd.testing.assert_frame_equal(got, ref)                 # the LR curve and every metric
+
+
 def test_pack_checkpoint_of_a_continued_pack_resumes_exactly(runs, digits_dir):  # noqa: F811
     tmp, ref, rungs, *_ = runs
     snaps = {t: torch.load(rungs / t / "state.pt", weights_only=False)["snapshots"][3] for t in ("x", "y")}

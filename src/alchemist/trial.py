@@ -45,6 +45,7 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "t_0": 10,                    # cosine_restarts
     "t_mult": 1,                  # cosine_restarts
     "eta_min": 0.0,               # cosine, cosine_restarts
+    "schedule_epochs": None,      # epochs a cosine schedule spans; None = epochs (halving: last rung)
     "plateau_factor": 0.5,        # plateau: divide by 2 (0.5) or 5 (0.2)
     "plateau_patience": 5,        # plateau
     # --- loop (PB-6, PB-15, PB-16, PB-17, PB-21, PB-5) ---
@@ -73,7 +74,7 @@ PER_TRIAL_KEYS: frozenset[str] = frozenset({
     "lr", "lr_reference_batch", "weight_decay", "l1", "momentum", "nesterov", "beta1", "beta2",
     "dropout", "init_scale", "grad_clip", "seed",
     "warmup_epochs", "step_size", "gamma", "milestones", "t_0", "t_mult", "eta_min",
-    "plateau_factor", "plateau_patience",
+    "schedule_epochs", "plateau_factor", "plateau_patience",
     "early_stopping", "monitor", "patience", "min_delta", "aug_noise", "aug_shift",
     "checkpoint_every",
 })

@@ -9,7 +9,8 @@ packs of at most `search.pack_size`. A pack's id hashes its pack key and its sor
 so appending trials (16 → 24 random trials) leaves every full pack's id unchanged; only a
 group's last, partially filled pack changes.
 
-Halving (PB-22): a trial's id is computed with `epochs` = the last rung and kept across rungs;
+Halving (PB-22): a trial's id is computed with `epochs` = the last rung and kept across rungs
+(as is `schedule_epochs` = the last rung: a cosine schedule spans all rungs, PB-14);
 the plan of round r sets `epochs` = rungs[r-1], so the engine resumes the same trial directory
 from its checkpoint. Which trials run in round r > 1: the best max(1, n // eta) of the n rows of
 `history` (the results table of round r-1) whose config reached rungs[r-2] epochs.
@@ -78,10 +79,9 @@ def _points(stage: Stage, space, context, round_: int, history: pd.DataFrame | N
 
 
 def _sampled_trials(search: SearchConfig, stage: Stage, base, previous, round_, history, log,
-                    epochs: int | None = None) -> list[dict]:
+                    **pinned) -> list[dict]:
     space, fixed, context = _sampling_setup(search, stage, base, previous, log)
-    if epochs is not None:
-        fixed["epochs"] = epochs
+    fixed.update(pinned)
     return [make_trial(base, {"seed": stage.seed, **point, **fixed}, stage=stage.name, data=stage.data)
             for point in _points(stage, space, context, round_, history)]
 
@@ -99,8 +99,10 @@ def _repeat_trials(stage: Stage, previous: pd.DataFrame) -> list[dict]:
 
 def _halving_trials(search: SearchConfig, stage: Stage, base, previous, round_, history, log):
     if round_ == 1:
-        trials = _sampled_trials(search, stage, base, previous, round_, None, log,
-                                 epochs=stage.rungs[-1])
+        pinned = {"epochs": stage.rungs[-1]}   # the id's budget; a cosine spans all rungs
+        if not {**base, **stage.set}.get("schedule_epochs"):
+            pinned["schedule_epochs"] = stage.rungs[-1]
+        trials = _sampled_trials(search, stage, base, previous, round_, None, log, **pinned)
     else:
         where = f"results table of round {round_ - 1} of stage {stage.name!r} (--history)"
         reached = stage.rungs[round_ - 2]          # rows of earlier rungs (if any) are not this rung's

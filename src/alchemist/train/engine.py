@@ -302,7 +302,7 @@ class PackTrainer:
         stopping, rows. A completed trial runs on to this pack's epochs; an early-stopped one
         stays stopped (its outputs are written again unchanged). The LR schedule is rebuilt for
         this pack's epoch count and replayed over the epochs done (with their val losses): the
-        same LRs as restoring it, except for schedules that depend on the epoch count (cosine).
+        same LRs as restoring it (cosine spans `schedule_epochs`, which halving fixes for all rungs).
         False (nothing changed) when the generators do not fit (another device type)."""
         if any(snap["gens"][name].shape != gens[k].get_state().shape for name, gens in self.gens.items()):
             return False

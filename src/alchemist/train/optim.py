@@ -175,7 +175,8 @@ def _scheduler(holder, cfg: dict, epochs: int):
     if kind == "exponential":
         return S.ExponentialLR(holder, gamma=cfg["gamma"])
     if kind == "cosine":
-        return S.CosineAnnealingLR(holder, T_max=max(1, epochs - cfg["warmup_epochs"]), eta_min=cfg["eta_min"])
+        span = int(cfg.get("schedule_epochs") or epochs)
+        return S.CosineAnnealingLR(holder, T_max=max(1, span - cfg["warmup_epochs"]), eta_min=cfg["eta_min"])
     if kind == "cosine_restarts":
         return S.CosineAnnealingWarmRestarts(holder, T_0=int(cfg["t_0"]), T_mult=int(cfg["t_mult"]),
                                              eta_min=cfg["eta_min"])
