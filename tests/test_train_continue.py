@@ -121,36 +121,33 @@ def test_continued_in_other_company_equals_its_solo_run(runs, digits_dir):  # no
     assert len(metrics(out, "z")) == 6                       # the fresh trial ran its 6 epochs
 
 
+def three_then_six(tmp: Path, data: Path, tid: str, cfg: dict):
+    """Trial `tid` run 6 epochs straight, and 3 then continued to 6: (continued, straight) rows."""
+    TRIALS[tid] = dict(BASE, trial_id=tid, **cfg)
+    try:
+        train(tmp, data, tmp / "ref", [tid], 6, "ref")
+        train(tmp, data, tmp / "r", [tid], 3, "r1")
+        first = pd.read_parquet(tmp / "r" / tid / "metrics.parquet")
+        train(tmp, data, tmp / "r", [tid], 6, "r2")
+    finally:
+        del TRIALS[tid]
+    assert continued_from(tmp / "r", tid, first)
+    return metrics(tmp / "r", tid), metrics(tmp / "ref", tid)
+
+
 def test_cosine_continues_on_the_longer_schedule(digits_dir, tmp_path):  # noqa: F811
     """Cosine's LR depends on the epoch count, so 3 + 3 epochs cannot equal a 6-epoch run. What
     holds: the first 3 epochs are the 3-epoch run's, and from epoch 4 on the LR is the 6-epoch
     schedule's (rebuilt for 6 epochs and replayed), not the 3-epoch cosine's restart."""
-    TRIALS["c"] = dict(BASE, trial_id="c", lr=1e-2, seed=3, schedule="cosine", eta_min=0.0)
-    try:
-        train(tmp_path, digits_dir, tmp_path / "ref", ["c"], 6, "ref")
-        train(tmp_path, digits_dir, tmp_path / "r", ["c"], 3, "r1")
-        first = pd.read_parquet(tmp_path / "r" / "c" / "metrics.parquet")
-        train(tmp_path, digits_dir, tmp_path / "r", ["c"], 6, "r2")
-    finally:
-        del TRIALS["c"]
-    got, ref = metrics(tmp_path / "r", "c"), metrics(tmp_path / "ref", "c")
-    assert continued_from(tmp_path / "r", "c", first)
+    got, ref = three_then_six(tmp_path, digits_dir, "c", dict(lr=1e-2, seed=3, schedule="cosine", eta_min=0.0))
     assert got["lr"].tolist()[3:] == ref["lr"].tolist()[3:]
     assert got["lr"].tolist()[:3] != ref["lr"].tolist()[:3]
 
 
 def test_cosine_spanning_the_last_rung_continues_as_one_run(digits_dir, tmp_path):  # noqa: F811
     """With `schedule_epochs` fixed (what a halving stage sets), 3 + 3 epochs equal a 6-epoch run."""
-    TRIALS["s"] = dict(BASE, trial_id="s", lr=1e-2, seed=4, schedule="cosine", eta_min=0.0, schedule_epochs=6)
-    try:
-        train(tmp_path, digits_dir, tmp_path / "ref", ["s"], 6, "ref")
-        train(tmp_path, digits_dir, tmp_path / "r", ["s"], 3, "r1")
-        first = pd.read_parquet(tmp_path / "r" / "s" / "metrics.parquet")
-        train(tmp_path, digits_dir, tmp_path / "r", ["s"], 6, "r2")
-    finally:
-        del TRIALS["s"]
-    got, ref = metrics(tmp_path / "r", "s"), metrics(tmp_path / "ref", "s")
-    assert continued_from(tmp_path / "r", "s", first)
+    got, ref = three_then_six(tmp_path, digits_dir, "s", dict(lr=1e-2, seed=4, schedule="cosine",
+                                                              eta_min=0.0, schedule_epochs=6))
     assert got["lr"].iloc[-1] < got["lr"].iloc[0] / 2      # it does anneal
     pd.testing.assert_frame_equal(got, ref)                 # the LR curve and every metric
 
