@@ -87,6 +87,22 @@ def _without_ledger_file(wf: Workflow):
     return proc
 
 
+def _cli_elsewhere(wf: Workflow):
+    """The CLI pointed at a fresh ledger and output folder, tracking off: the seal still knows."""
+    return subprocess.run(["alchemist", "final-test", "--confirm", "--no-tracking", "--ledger",
+                           str(wf.root / "elsewhere/ledger.jsonl"), "--out-dir", str(wf.root / "elsewhere"),
+                           "--winner", "results/select/winner.json", "--trials-dir", "results/repeat/trials"],
+                          cwd=wf.root, capture_output=True, text=True)
+
+
+def _tracking_off_without_ledger_file(wf: Workflow):
+    """Ledger file and results/test deleted, MLflow switched off: the seal beside the data knows."""
+    config = wf.config
+    config["mlflow"]["enabled"] = False
+    wf.write_config(config)
+    return _without_ledger_file(wf)
+
+
 ATTACKS = {
     "plain rerun": lambda wf: wf.run(*CONFIRM, check=False),
     "forceall": lambda wf: wf.run(*CONFIRM, "--forceall", check=False),
@@ -97,6 +113,8 @@ ATTACKS = {
     "deleted results/test": lambda wf: (
         shutil.rmtree(wf.root / "results/test"), wf.run(*CONFIRM, check=False))[1],
     "direct CLI call": _attack_cli,
+    "CLI with another ledger, out-dir, no tracking": _cli_elsewhere,
+    "tracking off, ledger file deleted": _tracking_off_without_ledger_file,
     "deleted ledger file and results/test": _without_ledger_file,
     "empty unseal reason": lambda wf: wf.run(*CONFIRM, "unseal_reason=", check=False),
     "other data seed": lambda wf: (wf.update(data={"seed": 5}), wf.run(*CONFIRM, check=False))[1],
@@ -139,6 +157,8 @@ def test_unseal_with_a_reason_opens_once_more_and_is_reported(opened):
     status = subprocess.run(["alchemist", "lockbox", "--ledger", "results/lockbox/ledger.jsonl"],
                             cwd=wf.root, capture_output=True, text=True)
     assert "opened 2 time(s)" in status.stdout and reason in status.stdout
+    report = (wf.root / "results/lockbox/status.txt").read_text()    # refreshed by final_test
+    assert "opened 2 time(s)" in report and reason in report
 
 
 def jobs_and_inputs(log: str) -> list[tuple[str, str]]:
@@ -175,3 +195,23 @@ def test_training_refuses_the_test_split_even_renamed(opened, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "refuses test data" in proc.stderr
     assert not (tmp_path / "out" / "t" / "metrics.parquet").exists()
+
+
+def test_predict_refuses_the_test_split_even_renamed(opened, tmp_path):
+    renamed = tmp_path / "new_customers.parquet"
+    shutil.copy(opened.root / "results/data/test.parquet", renamed)
+    proc = subprocess.run(["alchemist", "predict", "--data", str(renamed), "--out", str(tmp_path / "p.csv")],
+                          cwd=opened.root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "predict refuses test data" in proc.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_seal_beside_the_data_refuses_on_its_own(opened, tmp_path):
+    """No ledger file, no MLflow: the copy in results/data/lockbox.jsonl still refuses."""
+    from alchemist.lockbox import Refused, open_lockbox
+
+    with pytest.raises(Refused, match="opening #1"):
+        open_lockbox(data_dir=opened.root / "results/data", winner_file=opened.root / "results/select/winner.json",
+                     trials_dir=opened.root / "results/repeat/trials", out_dir=tmp_path / "out",
+                     ledger=tmp_path / "fresh-ledger.jsonl")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "fresh-ledger.jsonl").exists()

@@ -36,7 +36,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in [only] if only else COMMANDS:
         module = importlib.import_module(f"alchemist.commands.{name.replace('-', '_')}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP)  # help is %-formatted
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

@@ -151,21 +151,21 @@ def lockbox_gate(config: dict, data_dir: str, results: str) -> None:
         return
     from alchemist import lockbox
 
-    def remote_events(key: str) -> list[dict]:
+    def remote_events(key: str) -> list[dict]:   # read even with tracking off (if the store exists)
         mlflow = config.get("mlflow", {})
-        if not mlflow.get("enabled", True):
-            return []
         from alchemist.track.lockbox_ledger import LockboxLedger
 
         return LockboxLedger(mlflow.get("tracking_uri"), mlflow.get("experiment", "alchemist"),
-                             Path(results)).events(key)
+                             Path(results), read_only=not mlflow.get("enabled", True)).events(key)
 
     lockbox.gate_or_exit(Path(data_dir), config.get("unseal_reason"), remote_events,
                          Path(results) / "lockbox" / "ledger.jsonl")
     _GATE_PASSED = True
 
 
-def ledger_digest(path: str) -> str:
-    """Hash of the lockbox ledger (or 'none'): a params value that changes when it grows."""
-    p = Path(path)
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else "none"
+def ledger_digest(*paths: str) -> str:
+    """Hash of the lockbox ledger files (or 'none'): a params value that changes when one grows."""
+    h = hashlib.sha256()
+    for p in map(Path, paths):
+        h.update(p.read_bytes() if p.exists() else b"<none>")
+    return h.hexdigest()[:16] if any(Path(p).exists() for p in paths) else "none"

@@ -1,10 +1,13 @@
 """The test-set lockbox (PB-32): the final test evaluation runs once, and the system proves it.
 
 This is the ONLY module that opens the test split. Every opening is written to an append-only
-ledger (`results/lockbox/ledger.jsonl`) and, when tracking is on, to MLflow (a run tagged
-`alchemist.lockbox=evaluation`), keyed by the data SOURCE's hash: a new split seed, new config or
-new models do not make a second look at the same data a first one. The only way past is an
-unseal with a new, non-empty reason; unseals are recorded and every report counts them.
+ledger (`results/lockbox/ledger.jsonl`), to a copy beside the split it guards (the seal,
+`results/data/lockbox.jsonl`: no command-line flag points elsewhere) and, when tracking is on, to
+MLflow (a run tagged `alchemist.lockbox=evaluation`); all three are read before any opening, the
+MLflow copy even with tracking off when the store exists. Events are keyed by the data SOURCE's
+hash: a new split seed, new config or new models do not make a second look at the same data a
+first one. The only way past is an unseal with a new, non-empty reason; unseals are recorded and
+every report counts them.
 """
 from __future__ import annotations
 
@@ -24,6 +27,30 @@ from alchemist.trial import canonical_json
 
 LEDGER = Path("results/lockbox/ledger.jsonl")
 RESULTS = Path("results/test")
+SEAL = "lockbox.jsonl"       # the ledger's copy inside the prepared-data folder
+
+
+def seal(data_dir: Path) -> Path:
+    return Path(data_dir) / SEAL
+
+
+def local_events(data_dir: Path, ledger: Path) -> list[dict]:
+    """Events in the ledger file and in the seal beside the data, merged."""
+    return merge_events(read_ledger(ledger), read_ledger(seal(data_dir)))
+
+
+def record_local(event: dict, data_dir: Path, ledger: Path) -> None:
+    for path in dict.fromkeys([Path(ledger), seal(data_dir)]):
+        append_ledger(event, path)
+
+
+def refuse_test_split(path: Path, manifest: dict, who: str) -> None:
+    """UserError when `path` is this data's test split (by content): only the lockbox reads it."""
+    from alchemist.data.sources import file_sha256
+
+    test_sha = (manifest.get("splits", {}).get("test") or {}).get("file_sha256")
+    if test_sha and file_sha256(path) == test_sha:
+        raise UserError(f"{who} refuses test data ({path}); only the lockbox reads it (PB-32)")
 
 
 class Refused(UserError):
@@ -126,6 +153,16 @@ def status(events: list[dict], key: str | None = None) -> dict:
                             for e in mine if e["kind"] == "evaluation"]}
 
 
+def format_status(state: dict) -> str:
+    lines = [f"lockbox: the test set has been opened {state['openings']} time(s)"]
+    for ev in state["evaluations"]:
+        r = ev.get("result") or {}
+        lines.append(f"  opening #{ev['opening']} on {ev['time']}: {r.get('metric')} "
+                     f"{r.get('test_mean')} → {ev['result_file']}")
+    lines += [f"  unsealed on {u['time']}: {u['reason']}" for u in state["unseals"]]
+    return "\n".join(lines) + "\n"
+
+
 def gate_or_exit(data_dir: Path, unseal_reason: str | None, remote_events: Callable[[str], list[dict]],
                  ledger: Path = LEDGER) -> None:
     """Snakefile check before any job runs: print why and exit 3 when the lockbox is sealed."""
@@ -136,7 +173,7 @@ def gate_or_exit(data_dir: Path, unseal_reason: str | None, remote_events: Calla
         return                                   # nothing prepared yet: a first evaluation
     key = source_key(json.loads(manifest_path.read_text()))
     try:
-        decide(merge_events(read_ledger(ledger), remote_events(key)), key, unseal_reason)
+        decide(merge_events(local_events(data_dir, ledger), remote_events(key)), key, unseal_reason)
     except Refused as err:
         print(f"alchemist: lockbox: refused: {err}", file=sys.stderr)
         sys.exit(3)
@@ -186,12 +223,12 @@ def open_lockbox(*, data_dir: Path, winner_file: Path, trials_dir: Path, out_dir
     remote = remote or NoRemote()
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     key = source_key(manifest)
-    events = merge_events(read_ledger(ledger), remote.events(key))
+    events = merge_events(local_events(data_dir, ledger), remote.events(key))
     decision = decide(events, key, unseal_reason)          # raises Refused, citing the first
     if decision.unseal:
         unseal = new_event("unseal", key, reason=decision.unseal["reason"],
                            opening=decision.opening)
-        append_ledger(unseal, ledger)
+        record_local(unseal, data_dir, ledger)
         remote.record(unseal, None)
     selection = json.loads(Path(winner_file).read_text())
     winner = {**selection["winner"], "confidence": selection.get("confidence", 0.95)}
@@ -207,10 +244,10 @@ def open_lockbox(*, data_dir: Path, winner_file: Path, trials_dir: Path, out_dir
         result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n", "val_mean",
                                        "val_to_test_gap")})
     write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
-    append_ledger(event, ledger)
+    record_local(event, data_dir, ledger)
     remote.record(event, result_file)
     return {"event": event, "result": result, "status": status(merge_events(
-        read_ledger(ledger), remote.events(key)), key)}
+        local_events(data_dir, ledger), remote.events(key)), key)}
 
 
 def format_result(outcome: dict) -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.sources import read_table
 from alchemist.errors import UserError
+from alchemist.lockbox import refuse_test_split
 
 
 def encode_new(table: pd.DataFrame, manifest: dict) -> np.ndarray:
@@ -33,6 +34,7 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
     from alchemist.train.evaluate import TrainedTrial
 
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
+    refuse_test_split(data, manifest, "predict")
     table = read_table(data, key="--data")
     X = torch.from_numpy(np.ascontiguousarray(encode_new(table, manifest)))
     outputs = [TrainedTrial(d).predict(X) for d in trial_dirs]

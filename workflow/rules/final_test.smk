@@ -1,6 +1,6 @@
 # The test-set lockbox (PB-32). Not part of `rule all`: it runs only when asked for by name AND
 # confirmed — `snakemake final_test --config final_test=confirm`. Before any job starts, the
-# ledger (results/lockbox/ledger.jsonl and MLflow) is checked: a second opening is refused with
+# ledger (results/lockbox/ledger.jsonl, its seal results/data/lockbox.jsonl, MLflow) is checked: a second opening is refused with
 # a message citing the first, unless `unseal_reason="..."` gives a new reason (recorded).
 # This is the only rule that takes the test split as input.
 
@@ -40,5 +40,6 @@ rule final_test:
     shell:
         "{ALCHEMIST} final-test --confirm --data-dir {DATA} --winner {input.winner} "
         "--trials-dir {params.trials} --out-dir {RESULTS}/test "
-        "--ledger {RESULTS}/lockbox/ledger.jsonl --config-hash {params.config_hash} "
+        "--ledger {RESULTS}/lockbox/ledger.jsonl --status-file {RESULTS}/lockbox/status.txt "
+        "--config-hash {params.config_hash} "
         "{params.unseal} {params.tracking} 2>&1 | tee {log}"

@@ -55,10 +55,10 @@ rule lockbox_status:
     output:
         report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),
     params:
-        ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl"),   # reruns when the ledger grows
+        ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl", f"{DATA}/lockbox.jsonl"),  # reruns when one grows
     log:
         f"{RESULTS}/logs/lockbox_status.log",
     conda:
         ENV
     shell:
-        "{ALCHEMIST} lockbox --ledger {RESULTS}/lockbox/ledger.jsonl > {output} 2> {log}"
+        "{ALCHEMIST} lockbox --ledger {RESULTS}/lockbox/ledger.jsonl --data-dir {DATA} > {output} 2> {log}"

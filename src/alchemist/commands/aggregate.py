@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 HELP = ("Build a stage's tables from its trial folders: trials.parquet/.csv (one row per trial) "
-        "and, with --summary, seeds.parquet/.csv (mean ± 95%% CI per configuration) and "
+        "and, with --summary, seeds.parquet/.csv (mean ± 95% CI per configuration) and "
         "leaderboard.csv.")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("Evaluate the selected configuration (every seed) on the test split ONCE: mean ± 95%% CI "
+HELP = ("Evaluate the selected configuration (every seed) on the test split ONCE: mean ± 95% CI "
         "and the validation→test gap, recorded in a ledger (file + MLflow). Any later attempt is "
         "refused, citing the first evaluation, unless --unseal-reason gives a new reason.")
 
@@ -24,19 +24,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-hash", default="", help="hash of the pipeline config (recorded)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the results store)")
     p.add_argument("--experiment", default="alchemist", help="MLflow experiment")
-    p.add_argument("--no-tracking", action="store_true", help="keep the ledger in the file only")
+    p.add_argument("--no-tracking", action="store_true",
+                   help="record in the ledger files only (an existing MLflow store is still read)")
+    p.add_argument("--status-file", type=Path, default=None,
+                   help="rewrite this lockbox status file (the report's) after the opening")
 
 
 def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
-    if args.no_tracking:
-        return None
+    """The MLflow copy of the ledger; with --no-tracking it is still read (if the store exists)."""
     from alchemist.track.lockbox_ledger import LockboxLedger
 
-    return LockboxLedger(args.tracking_uri, args.experiment, results)
+    return LockboxLedger(args.tracking_uri, args.experiment, results, read_only=args.no_tracking)
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.lockbox import format_result, open_lockbox
+    from alchemist.atomic import write_text
+    from alchemist.lockbox import format_result, format_status, open_lockbox
 
     outcome = open_lockbox(data_dir=args.data_dir, winner_file=args.winner,
                            trials_dir=args.trials_dir, out_dir=args.out_dir, ledger=args.ledger,
@@ -44,4 +47,6 @@ def run(args: argparse.Namespace) -> int:
                            remote=remote_ledger(args))
     print(format_result(outcome))
     print(f"result: {outcome['event']['result_file']}")
+    if args.status_file is not None:
+        write_text(args.status_file, format_status(outcome["status"]))
     return 0

@@ -14,9 +14,13 @@ KIND, SOURCE, EVENT = "alchemist.kind", "alchemist.lockbox.source", "alchemist.l
 
 
 class LockboxLedger:
-    def __init__(self, tracking_uri: str | None, experiment: str, results_dir: Path = Path("results")):
+    """The MLflow copy. read_only (tracking off): events are still read when the store exists,
+    so `--no-tracking` cannot hide an earlier opening; nothing is written."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, results_dir: Path = Path("results"),
+                 read_only: bool = False):
         self.uri = tracking_uri or default_tracking_uri(Path(results_dir))
-        self.experiment = experiment
+        self.experiment, self.read_only = experiment, read_only
         self._connection = None
 
     def _connect(self):
@@ -26,6 +30,9 @@ class LockboxLedger:
 
     def events(self, key: str) -> list[dict]:
         """Events recorded in MLflow for this data source ([] with a warning if unreachable)."""
+        db = self.uri[len("sqlite:///"):] if self.uri.startswith("sqlite:///") else None
+        if self.read_only and db and not Path(db).exists():
+            return []                            # tracking off and never on: nothing to read
         try:
             client, exp_id = self._connect()
         except (BackendUnavailable, OSError) as err:
@@ -38,6 +45,8 @@ class LockboxLedger:
 
     def record(self, event: dict, result_file: Path | None) -> None:
         """One run per event: tags (the event as JSON), metrics and the result file."""
+        if self.read_only:
+            return
         from mlflow.entities import Metric, Param
 
         client, exp_id = self._connect()

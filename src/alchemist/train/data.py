@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from alchemist.data.sources import file_sha256
 from alchemist.errors import UserError
+from alchemist.lockbox import refuse_test_split
 
 
 @dataclass
@@ -58,9 +58,9 @@ def load_split(data_dir: str | Path, name: str, prep: Prepared,
     path = Path(data_dir) / f"{name}.parquet"
     if not path.exists():
         raise UserError(f"{path} not found")
-    test_sha = (prep.manifest.get("splits", {}).get("test") or {}).get("file_sha256")
-    if name == "test" or (test_sha and file_sha256(path) == test_sha):
+    if name == "test":
         raise UserError(f"training refuses test data ({path}); only the lockbox reads it (PB-32)")
+    refuse_test_split(path, prep.manifest, "training")
     frame = pd.read_parquet(path)
     missing = [c for c in [*prep.features, "_y"] if c not in frame.columns]
     if missing:
