@@ -161,3 +161,21 @@ def test_coarse_class_subset_and_rebalance_plan():
     counts = np.bincount(prepared.tables["train"].column(TARGET).to_numpy())
     assert np.argmax(weights) == np.argmin(counts)   # rarest class weighted most (PB-4)
     assert json.dumps(prepared.manifest["rebalance"])
+
+
+def test_gaps_only_in_the_test_file_are_filled_but_never_shape_the_features(tmp_path):
+    """Which columns get a `__missing` indicator is learned from TRAIN alone (PB-2)."""
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"x": rng.normal(size=200), "z": rng.normal(3, 1, 200), "y": rng.choice([0, 1], 200)})
+    test = df.head(20).copy()
+    test.loc[::3, "z"] = np.nan
+    df.to_parquet(tmp_path / "d.parquet")
+    test.to_csv(tmp_path / "test.csv", index=False)
+    prepared = prepare(digits_cfg(source=str(tmp_path / "d.parquet"), target="y",
+                                  test_file=str(tmp_path / "test.csv")))
+    man = prepared.manifest
+    assert "z__missing" not in man["features"] and man["missing"]["medians"] == {}
+    train_rows = df.iloc[prepared.tables["train"].to_pandas()[ROW_ID]]
+    assert man["missing"]["fill"]["z"] == pytest.approx(train_rows["z"].median())
+    t = prepared.tables["test"].to_pandas()
+    assert np.isfinite(t["z"]).all()               # filled with the train median, then scaled

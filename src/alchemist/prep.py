@@ -107,7 +107,8 @@ def prepare(cfg: dict) -> Prepared:
         "image_shape": src.image_shape if names == features else None,
         "splits": splits, "normalisation": encoder.manifest(),
         "encoding": {"numeric": encoder.numeric, "categorical": encoder.categorical},
-        "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians},
+        "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians,
+                    "fill": encoder.fill},
         "source": {"name": src.name, "sha256": src.sha256, "rows": n_source,
                    "test_file": cfg.get("test_file"),
                    "test_file_sha256": file_sha256(Path(cfg["test_file"])) if cfg.get("test_file") else None},
@@ -140,15 +141,17 @@ def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
     disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
     coarse_in_train = set(tables["train_coarse"].column(ROW_ID).to_numpy().tolist()) <= ids["train"]
     stats_ok = True
-    if encoder.method == "zscore":
-        for j, col in enumerate(encoder.numeric):   # pandas, column by column: another code path
-            column = pd.to_numeric(raw_train[col], errors="coerce").astype("float64")
-            if col in encoder.medians:
-                column = column.where(np.isfinite(column), encoder.medians[col])
-            mean, std = column.mean(), column.std(ddof=0)
-            std = std if std > 1e-12 else 1.0
-            stats_ok &= bool(np.isclose(mean, encoder.shift[j], rtol=1e-6, atol=1e-9 * (1 + abs(mean)))
-                             and np.isclose(std, encoder.scale[j], rtol=1e-5))
+    for j, col in enumerate(encoder.numeric if encoder.method != "none" else []):
+        column = pd.to_numeric(raw_train[col], errors="coerce").astype("float64")  # pandas: another path
+        if col in encoder.fill:
+            column = column.where(np.isfinite(column), encoder.fill[col])
+        if encoder.method == "zscore":
+            shift, scale = column.mean(), column.std(ddof=0)
+        else:
+            shift, scale = column.min(), column.max() - column.min()
+        scale = scale if scale > 1e-12 else 1.0
+        stats_ok &= bool(np.isclose(shift, encoder.shift[j], rtol=1e-6, atol=1e-9 * (1 + abs(shift)))
+                         and np.isclose(scale, encoder.scale[j], rtol=1e-5))
     result = {"disjoint_splits": disjoint, "coarse_within_train": coarse_in_train,
               "stats_match_train": stats_ok, "stats_fit_on": "train"}
     if not all(v for v in result.values() if isinstance(v, bool)):

@@ -1,7 +1,8 @@
 """Turn raw feature columns into one float32 matrix, learning everything from TRAIN only.
 
-- missing values (NaN/inf): `fail` names the column; `impute` uses the train median and adds a
-  `<column>__missing` indicator;
+- missing values (NaN/inf): `fail` names the column; `impute` fills any of them with the column's
+  train median and adds a `<column>__missing` indicator for each column with gaps IN TRAIN (gaps
+  found only in val/test are filled but never shape the feature set);
 - string/categorical columns: one-hot with the categories seen in train (unseen → all zeros);
 - normalisation (PB-2): z-score (default), min-max or none, with train statistics; a constant
   column gets scale 1 so it never divides by zero. Indicators and one-hot columns stay 0/1.
@@ -26,7 +27,8 @@ def is_categorical(series: pd.Series) -> bool:
 class FeatureEncoder:
     numeric: list[str]
     categorical: dict[str, list[str]] = field(default_factory=dict)
-    medians: dict[str, float] = field(default_factory=dict)   # columns with an indicator
+    medians: dict[str, float] = field(default_factory=dict)   # columns with an indicator (train gaps)
+    fill: dict[str, float] = field(default_factory=dict)      # train median of every numeric column
     method: str = "zscore"
     shift: np.ndarray | None = None   # mean (zscore) or min (minmax), per numeric column
     scale: np.ndarray | None = None   # std (zscore) or max-min (minmax)
@@ -48,10 +50,13 @@ class FeatureEncoder:
         for col in categorical_cols:
             values = train[col].astype("string").fillna(MISSING_CATEGORY)
             enc.categorical[col] = sorted(values.unique().tolist())
-        for col in sorted({c for c, _, _ in bad if c in numeric}, key=numeric.index):
-            column = train[col].to_numpy(dtype=np.float64)
-            finite = column[np.isfinite(column)]
-            enc.medians[col] = float(np.median(finite)) if len(finite) else 0.0
+        if missing == "impute":
+            for col in numeric:
+                column = train[col].to_numpy(dtype=np.float64)
+                finite = column[np.isfinite(column)]
+                enc.fill[col] = float(np.median(finite)) if len(finite) else 0.0
+        for col in sorted({c for c, split, _ in bad if split == "train" and c in numeric}, key=numeric.index):
+            enc.medians[col] = enc.fill[col]
         enc.shift, enc.scale = _statistics(enc, train, method)
         return enc
 
@@ -65,8 +70,8 @@ class FeatureEncoder:
 
     def _numeric_column(self, frame: pd.DataFrame, col: str) -> np.ndarray:
         column = frame[col].to_numpy(dtype=np.float64)
-        if col in self.medians:
-            column = np.where(np.isfinite(column), column, self.medians[col])
+        if col in self.fill and not np.isfinite(column).all():
+            column = np.where(np.isfinite(column), column, self.fill[col])
         return column
 
     def _numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
@@ -99,7 +104,8 @@ class FeatureEncoder:
         """The encoder a prep run fitted, rebuilt from its prep.json (to encode new data)."""
         norm, numeric = manifest["normalisation"], manifest["encoding"]["numeric"]
         enc = cls(numeric=list(numeric), categorical=dict(manifest["encoding"]["categorical"]),
-                  medians=dict(manifest["missing"]["medians"]), method=norm["method"])
+                  medians=dict(manifest["missing"]["medians"]), method=norm["method"],
+                  fill=dict(manifest["missing"].get("fill", manifest["missing"]["medians"])))
         keys = {"zscore": ("mean", "std"), "minmax": ("min", "range")}.get(norm["method"])
         if keys:
             enc.shift = np.array([norm["columns"][c][keys[0]] for c in numeric], dtype=np.float64)
