@@ -79,8 +79,9 @@ def run(args) -> int:
         write_marker(args.marker, synced=False, reason=reason, tracking_uri=uri,
                      time=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if args.soft:
-            print(f"WARNING: MLflow sync skipped ({reason}); results stay in files; "
-                  "run `alchemist sync` later to backfill.", file=sys.stderr)
+            print(f"WARNING: MLflow sync skipped ({reason}); results stay in files; to backfill "
+                  f"when it is back: alchemist sync --results {args.results} --tracking-uri {uri} "
+                  f"--experiment {args.experiment}", file=sys.stderr)
             return 0
         print(f"alchemist sync: error: {reason}", file=sys.stderr)
         return 1
