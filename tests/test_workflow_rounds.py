@@ -8,6 +8,9 @@ import pandas as pd
 
 from conftest import Workflow, nothing_to_do
 
+from alchemist.config import load_config_file
+from alchemist.search.plan import build_plan
+
 
 def rounds_config(wf: Workflow) -> None:
     config = wf.config
@@ -33,8 +36,13 @@ def test_tpe_rounds_and_halving_rungs(workflow):
     r1 = json.loads((results / "tpe/round1/plan.json").read_text())["trials"]
     r2 = json.loads((results / "tpe/round2/plan.json").read_text())["trials"]
     assert len(r1) == len(r2) == 4 and not set(r1) & set(r2)
-    assert "--history results/tpe/round1/trials.parquet" in (results / "logs/plan/tpe_round2.log").read_text() \
-        or (results / "tpe/round1/trials.parquet").exists()
+    # ... exactly what TPE proposes when told round 1's results, and not what it proposes when
+    # told the opposite results: round 2 depends on round 1's outcome
+    config = load_config_file(workflow.root / "config/config.yaml")
+    history = pd.read_parquet(results / "tpe/round1/trials.parquet")
+    assert set(build_plan(config, "tpe", round_=2, history=history)["trials"]) == set(r2)
+    flipped = history.assign(best_val_metric=-history["best_val_metric"])
+    assert set(build_plan(config, "tpe", round_=2, history=flipped)["trials"]) != set(r2)
     assert len(pd.read_parquet(results / "tpe/trials.parquet")) == 8
     # halving: 6 trials for 1 epoch, the best 6 // 3 = 2 continue to 3 epochs (same ids)
     rung1 = json.loads((results / "halving/round1/plan.json").read_text())["trials"]
