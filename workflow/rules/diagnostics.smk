@@ -21,7 +21,9 @@ rule lr_find:
         f"{RESULTS}/logs/lr_find.log",
     conda:
         ENV
-    threads: 1
+    threads: dag.threads(config, "default")
+    resources:
+        **dag.resources(config, "default"),
     shell:
         "{ALCHEMIST} lr-find --data-dir {DATA} --out-dir {RESULTS}/diagnostics "
         "--trial {params.trial:q} --threads {threads} > {log} 2>&1"
@@ -39,7 +41,9 @@ rule sanity_check:
         f"{RESULTS}/logs/sanity_check.log",
     conda:
         ENV
-    threads: 1
+    threads: dag.threads(config, "default")
+    resources:
+        **dag.resources(config, "default"),
     shell:
         "{ALCHEMIST} sanity --data-dir {DATA} --out {output} --trial {params.trial:q} "
         "--threads {threads} > {log} 2>&1"
