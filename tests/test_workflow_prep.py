@@ -23,3 +23,37 @@ def test_prep_runs_then_nothing_to_do_then_reruns_on_change(workflow):
     proc = workflow.run("results/data/prep.json")
     assert "prepare_data" in proc.stdout + proc.stderr
     assert json.loads((workflow.root / "results/data/prep.json").read_text())["config"]["seed"] == 7
+
+
+def test_editing_the_data_file_reruns_prep_and_touching_it_does_not(workflow):
+    """A user's CSV is an input of prep: a content change reruns it (and so everything after)."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    path = workflow.root / "wine.csv"
+    frame.to_csv(path, index=False)
+    workflow.update(data={"source": str(path), "target": "target"})
+    workflow.run("results/data/prep.json")
+    assert nothing_to_do(workflow.run("results/data/prep.json"))
+    frame.iloc[:150].to_csv(path, index=False)                 # fewer rows: a real edit
+    proc = workflow.run("results/data/prep.json")
+    assert "prepare_data" in proc.stdout + proc.stderr
+    manifest = json.loads((workflow.root / "results/data/prep.json").read_text())
+    assert manifest["source"]["rows"] == 150
+
+
+def test_code_digest_follows_content_not_mtime(tmp_path, monkeypatch):
+    """Rules carry dag.code_digest in params: an edit of their code reruns them, a touch does not."""
+    import os
+
+    from alchemist import dag
+
+    (tmp_path / "pkg").mkdir()
+    source = tmp_path / "pkg" / "engine.py"
+    source.write_text("x = 1\n")
+    monkeypatch.setattr(dag, "PACKAGE_DIR", tmp_path)
+    before = dag.code_digest("pkg")
+    os.utime(source, (1, 1))
+    assert dag.code_digest("pkg") == before
+    source.write_text("x = 2\n")
+    assert dag.code_digest("pkg") != before

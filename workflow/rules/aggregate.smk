@@ -3,11 +3,11 @@
 
 rule aggregate_round:
     input:
-        code=dag.code("aggregate.py"),
         packs=lambda wc: round_packs(wc.stage, int(wc.round)),
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/trials.parquet",
     params:
+        code=dag.code_digest("aggregate.py"),
         trials=f"{RESULTS}/{{stage}}/trials",
     log:
         f"{RESULTS}/logs/aggregate/{{stage}}_round{{round}}.log",
@@ -20,7 +20,6 @@ rule aggregate_round:
 
 rule aggregate_stage:
     input:
-        code=dag.code("aggregate.py"),
         packs=lambda wc: stage_packs(wc.stage),
     output:
         trials=f"{RESULTS}/{{stage}}/trials.parquet",
@@ -28,6 +27,7 @@ rule aggregate_stage:
         leaderboard=report(f"{RESULTS}/{{stage}}/leaderboard.csv", category="Leaderboards",
                            subcategory="{stage}", caption="../report/leaderboard.rst"),
     params:
+        code=dag.code_digest("aggregate.py"),
         trials=f"{RESULTS}/{{stage}}/trials",
     log:
         f"{RESULTS}/logs/aggregate/{{stage}}.log",
@@ -40,11 +40,11 @@ rule aggregate_stage:
 
 rule select_winner:
     input:
-        code=dag.code("search/select.py"),
         table=lambda wc: f"{RESULTS}/{STAGES[wc.select].source}/trials.parquet",
     output:
         f"{RESULTS}/{{select}}/winner.json",
     params:
+        code=dag.code_digest("search/select.py"),
         confidence=lambda wc: STAGES[wc.select].confidence,
     log:
         f"{RESULTS}/logs/{{select}}.log",

@@ -8,7 +8,6 @@ BASE_TRIAL = dag.params_json({**config["train"], "data": "train"})
 
 rule lr_find:
     input:
-        code=dag.code("lr_find.py", "train"),
         data=[f"{DATA}/train.parquet", f"{DATA}/val.parquet", f"{DATA}/prep.json"],
     output:
         table=f"{RESULTS}/diagnostics/lr_find.parquet",
@@ -16,6 +15,7 @@ rule lr_find:
                     caption="../report/lr_find.rst"),
         summary=f"{RESULTS}/diagnostics/lr_find.json",
     params:
+        code=dag.code_digest("lr_find.py", "train"),
         trial=BASE_TRIAL,
     log:
         f"{RESULTS}/logs/lr_find.log",
@@ -31,11 +31,11 @@ rule lr_find:
 
 rule sanity_check:
     input:
-        code=dag.code("sanity.py", "train"),
         data=[f"{DATA}/train.parquet", f"{DATA}/val.parquet", f"{DATA}/prep.json"],
     output:
         f"{RESULTS}/diagnostics/sanity.json",
     params:
+        code=dag.code_digest("sanity.py", "train"),
         trial=BASE_TRIAL,
     log:
         f"{RESULTS}/logs/sanity_check.log",

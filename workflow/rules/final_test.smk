@@ -24,11 +24,11 @@ def _lockbox_gate(wildcards):
 rule final_test:
     input:
         gate=_lockbox_gate,
-        code=dag.code("lockbox.py", "train/evaluate.py"),
         winner=f"{RESULTS}/{SELECTS[-1]}/winner.json" if SELECTS else [],
         test=f"{DATA}/test.parquet",
         manifest=f"{DATA}/prep.json",
     params:
+        code=dag.code_digest("lockbox.py", "train/evaluate.py"),
         trials=f"{RESULTS}/{STAGES[SELECTS[-1]].source}/trials" if SELECTS else "",
         unseal=lambda wc: f"--unseal-reason {dag.quote(config['unseal_reason'])}" if config.get("unseal_reason") else "",
         tracking=dag.tracking_args(config),

@@ -1,11 +1,12 @@
 # Prep stage (PB-1..PB-4): test hold-out, 8:2 train/val, train-only normalisation, coarse subsample.
 # The data config travels as canonical JSON in params, so only a real change reruns it; the
-# code it runs is listed as input, so a code change reruns it too.
+# code it runs is hashed into params too (dag.code_digest), so a code edit reruns it; a user's
+# data file (source, test_file) is an input, so editing it reruns prep and everything after.
 
 
 rule prepare_data:
     input:
-        code=dag.code("prep.py", "data"),
+        dag.data_files(config["data"]),
     output:
         train=f"{DATA}/train.parquet",
         val=f"{DATA}/val.parquet",
@@ -13,6 +14,7 @@ rule prepare_data:
         train_coarse=f"{DATA}/train_coarse.parquet",
         manifest=f"{DATA}/prep.json",
     params:
+        code=dag.code_digest("prep.py", "data"),
         data=dag.params_json(config["data"]),
     log:
         f"{RESULTS}/logs/prepare_data.log",

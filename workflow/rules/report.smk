@@ -16,11 +16,11 @@ def _narrow_from(wildcards):
 
 rule track_stage:
     input:
-        code=dag.code("track", "plots.py"),
         files=_tracked_input,
     output:
         f"{RESULTS}/{{tracked}}/mlflow_sync.json",
     params:
+        code=dag.code_digest("track", "plots.py"),
         tracking=dag.tracking_args(config),
         narrow=_narrow_from,
     log:
@@ -34,12 +34,12 @@ rule track_stage:
 
 rule plot_stage:
     input:
-        code=dag.code("plots.py"),
         table=f"{RESULTS}/{{stage}}/trials.parquet",
     output:
         report(directory(f"{RESULTS}/plots/{{stage}}"), patterns=["{name}.png"],
                category="Figures", subcategory="{stage}", caption="../report/figures.rst"),
     params:
+        code=dag.code_digest("plots.py"),
         previous=lambda wc: f"--previous {RESULTS}/{STAGES[wc.stage].source}" if STAGES[wc.stage].source else "",
         curves=lambda wc: "--curves" if STAGES[wc.stage].kind == "repeat" else "",   # PB-22
     log:

@@ -17,12 +17,12 @@ def _history_tables(wildcards):
 
 checkpoint plan_round:
     input:
-        code=dag.code("search", "trial.py"),
         previous=_previous_table,
         history=_history_tables,
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/plan.json",
     params:
+        code=dag.code_digest("search", "trial.py"),
         config=lambda wc: dag.plan_config(config, wc.stage),
         previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         history=lambda wc, input: f"--history {input.history}" if input.history else "",

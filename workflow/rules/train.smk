@@ -1,9 +1,15 @@
 # One job per pack: K trials trained together as one vectorised model (PB-26). The pack's trial
-# configs are the rerun trigger (params), the data splits and the engine's code are inputs.
+# configs and a hash of the engine's code are the rerun triggers (params); the data splits are inputs.
 
 
 def _plan_of(wildcards):
+    """The round's plan; asking the checkpoint makes the pack wait for it (input functions)."""
     return checkpoints.plan_round.get(stage=wildcards.stage, round=wildcards.round).output[0]
+
+
+def _plan_path(wildcards):
+    """The same path without asking the checkpoint again (params run after the inputs)."""
+    return f"{RESULTS}/{wildcards.stage}/round{wildcards.round}/plan.json"
 
 
 def _pack_data(wildcards):
@@ -13,13 +19,13 @@ def _pack_data(wildcards):
 
 rule train_pack:
     input:
-        code=dag.code("train", "trial.py"),
         data=_pack_data,
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/packs/{{pack}}.json",
     params:
-        trials_ids=lambda wc: dag.pack_trials(_plan_of(wc), wc.pack),
-        plan=_plan_of,
+        code=dag.code_digest("train", "trial.py"),
+        trials_ids=lambda wc: dag.pack_trials(_plan_path(wc), wc.pack),
+        plan=_plan_path,
         trials=f"{RESULTS}/{{stage}}/trials",
     log:
         f"{RESULTS}/logs/train/{{stage}}/round{{round}}_{{pack}}.log",
