@@ -162,14 +162,14 @@ def test_unseal_with_a_reason_opens_once_more_and_is_reported(opened):
 
 
 def jobs_and_inputs(log: str) -> list[tuple[str, str]]:
-    """(rule, input line) for every job Snakemake reported running."""
-    jobs, rule = [], None
+    """(rule, input line, or "" for a job without inputs) for every job Snakemake reported running."""
+    jobs = []
     for line in log.splitlines():
         stripped = line.strip()
         if stripped.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint ")):
-            rule = stripped.split()[1].rstrip(":")
-        elif stripped.startswith("input:") and rule:
-            jobs.append((rule, stripped))
+            jobs.append((stripped.split()[1].rstrip(":"), ""))
+        elif stripped.startswith("input:") and jobs and not jobs[-1][1]:
+            jobs[-1] = (jobs[-1][0], stripped)
     return jobs
 
 
@@ -215,3 +215,20 @@ def test_the_seal_beside_the_data_refuses_on_its_own(opened, tmp_path):
                      trials_dir=opened.root / "results/repeat/trials", out_dir=tmp_path / "out",
                      ledger=tmp_path / "fresh-ledger.jsonl")
     assert not (tmp_path / "out").exists() and not (tmp_path / "fresh-ledger.jsonl").exists()
+
+
+def test_two_first_openings_at_once_open_it_once(opened, tmp_path):
+    """A fresh copy of the data (no seal, no ledger, an empty tracking store): of two attempts
+    started together, exactly one evaluates; the other is refused, citing it."""
+    data = tmp_path / "data"
+    shutil.copytree(opened.root / "results/data", data)
+    (data / "lockbox.jsonl").unlink()
+    cmd = ["alchemist", "final-test", "--confirm", "--data-dir", str(data), "--winner",
+           "results/select/winner.json", "--trials-dir", "results/repeat/trials", "--no-tracking",
+           "--tracking-uri", f"sqlite:///{tmp_path / 'never.db'}", "--ledger", str(tmp_path / "ledger.jsonl")]
+    procs = [subprocess.Popen(cmd + ["--out-dir", str(tmp_path / f"out{i}")], cwd=opened.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in done) == [0, 2], done
+    assert "already evaluated" in next(err for rc, err in done if rc == 2)
+    assert len((data / "lockbox.jsonl").read_text().splitlines()) == 1

@@ -5,10 +5,13 @@ one; a failed write leaves the old file and no temporary debris.
     with replacing(path) as tmp:          # any writer: frame.to_parquet(tmp), torch.save(obj, tmp)
         ...
     write_text(path, text)
+    with file_lock(path):                 # processes that must not interleave
+        ...
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import uuid
 from pathlib import Path
@@ -32,6 +35,16 @@ def replacing(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive advisory lock (flock) held for the block; serialises processes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:  # closing the file releases the lock, even on errors
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

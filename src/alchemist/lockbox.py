@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import alchemist
-from alchemist.atomic import write_text
+from alchemist.atomic import file_lock, write_text
 from alchemist.errors import UserError
 from alchemist.trial import canonical_json
 
@@ -219,33 +219,34 @@ class NoRemote:
 def open_lockbox(*, data_dir: Path, winner_file: Path, trials_dir: Path, out_dir: Path = RESULTS,
                  ledger: Path = LEDGER, unseal_reason: str | None = None, config_hash: str = "",
                  remote=None, device: str = "cpu") -> dict:
-    """Check the ledgers, record an unseal if one is given and needed, evaluate, record."""
+    """Check the ledgers, record an unseal if one is given and needed, evaluate, record. Held
+    under a lock beside the seal: two attempts at once cannot both be the first opening."""
     remote = remote or NoRemote()
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     key = source_key(manifest)
-    events = merge_events(local_events(data_dir, ledger), remote.events(key))
-    decision = decide(events, key, unseal_reason)          # raises Refused, citing the first
-    if decision.unseal:
-        unseal = new_event("unseal", key, reason=decision.unseal["reason"],
-                           opening=decision.opening)
-        record_local(unseal, data_dir, ledger)
-        remote.record(unseal, None)
-    selection = json.loads(Path(winner_file).read_text())
-    winner = {**selection["winner"], "confidence": selection.get("confidence", 0.95)}
-    result = evaluate_winner(Path(data_dir), winner, Path(trials_dir), device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result_file = out_dir / f"evaluation-{decision.opening}.json"
-    event = new_event(
-        "evaluation", key, opening=decision.opening, config_hash=config_hash,
-        trial_ids=list(winner["trial_ids"]), config_id=winner["config_id"],
-        split_sha256=manifest["splits"]["test"]["row_ids_sha256"],
-        test_file_sha256=manifest["splits"]["test"].get("file_sha256"),
-        code_version=code_version(), result_file=str(result_file),
-        result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n", "val_mean",
-                                       "val_to_test_gap")})
-    write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
-    record_local(event, data_dir, ledger)
-    remote.record(event, result_file)
+    with file_lock(seal(data_dir).with_name(SEAL + ".lock")):
+        events = merge_events(local_events(data_dir, ledger), remote.events(key))
+        decision = decide(events, key, unseal_reason)          # raises Refused, citing the first
+        if decision.unseal:
+            unseal = new_event("unseal", key, reason=decision.unseal["reason"],
+                               opening=decision.opening)
+            record_local(unseal, data_dir, ledger)
+            remote.record(unseal, None)
+        selection = json.loads(Path(winner_file).read_text())
+        winner = {**selection["winner"], "confidence": selection.get("confidence", 0.95)}
+        result = evaluate_winner(Path(data_dir), winner, Path(trials_dir), device)
+        result_file = Path(out_dir) / f"evaluation-{decision.opening}.json"
+        event = new_event(
+            "evaluation", key, opening=decision.opening, config_hash=config_hash,
+            trial_ids=list(winner["trial_ids"]), config_id=winner["config_id"],
+            split_sha256=manifest["splits"]["test"]["row_ids_sha256"],
+            test_file_sha256=manifest["splits"]["test"].get("file_sha256"),
+            code_version=code_version(), result_file=str(result_file),
+            result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n", "val_mean",
+                                           "val_to_test_gap")})
+        write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
+        record_local(event, data_dir, ledger)
+        remote.record(event, result_file)
     return {"event": event, "result": result, "status": status(merge_events(
         local_events(data_dir, ledger), remote.events(key)), key)}
 

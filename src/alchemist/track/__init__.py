@@ -5,7 +5,6 @@ synchronous `log_batch` only, a lock file per stage, transient errors retried wi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alchemist import plots
+from alchemist.atomic import file_lock
 from alchemist.trial import canonical_json, pack_key
 
 SYNC_VERSION = "1"
@@ -96,15 +96,6 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # and its extra GET
     import mlflow
     return mlflow
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock (flock) held for the block; serialises processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:  # closing the file releases the lock, even on errors
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def retry(fn, *args, attempts: int = 8, **kwargs):
