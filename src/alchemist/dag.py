@@ -39,7 +39,7 @@ def code_digest(*relative: str) -> str:
 def data_files(data: dict) -> list[str]:
     """The user's data files (source, test_file) as prep inputs: editing one reruns prep."""
     return [str(v) for v in (data.get("source"), data.get("test_file"))
-            if v and ":" not in str(v).split("/")[0]]
+            if v and not str(v).startswith("sklearn:")]
 
 
 def params_json(obj) -> str:

@@ -34,7 +34,7 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
     from alchemist.train.evaluate import TrainedTrial
 
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
-    refuse_test_split(data, manifest, "predict")
+    refuse_test_split(data, manifest, "predict", Path(data_dir))
     table = read_table(data, key="--data")
     X = torch.from_numpy(np.ascontiguousarray(encode_new(table, manifest)))
     outputs = [TrainedTrial(d).predict(X) for d in trial_dirs]

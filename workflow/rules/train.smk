@@ -3,13 +3,7 @@
 
 
 def _plan_of(wildcards):
-    """The round's plan; asking the checkpoint makes the pack wait for it (input functions)."""
     return checkpoints.plan_round.get(stage=wildcards.stage, round=wildcards.round).output[0]
-
-
-def _plan_path(wildcards):
-    """The same path without asking the checkpoint again (params run after the inputs)."""
-    return f"{RESULTS}/{wildcards.stage}/round{wildcards.round}/plan.json"
 
 
 def _pack_data(wildcards):
@@ -24,8 +18,8 @@ rule train_pack:
         f"{RESULTS}/{{stage}}/round{{round}}/packs/{{pack}}.json",
     params:
         code=dag.code_digest("train", "trial.py"),
-        trials_ids=lambda wc: dag.pack_trials(_plan_path(wc), wc.pack),
-        plan=_plan_path,
+        trials_ids=lambda wc: dag.pack_trials(_plan_of(wc), wc.pack),
+        plan=_plan_of,
         trials=f"{RESULTS}/{{stage}}/trials",
     log:
         f"{RESULTS}/logs/train/{{stage}}/round{{round}}_{{pack}}.log",

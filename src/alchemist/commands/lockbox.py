@@ -16,9 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from alchemist.lockbox import format_status, local_events, status
 
     state = status(local_events(args.data_dir, args.ledger))
-    print(json.dumps(state, indent=2) if args.json else format_status(state), end="\n" if args.json else "")
+    sys.stdout.write(json.dumps(state, indent=2) + "\n" if args.json else format_status(state))
     return 0

@@ -57,7 +57,7 @@ def default_tracking_uri(results_dir: Path) -> str:
     return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
@@ -82,7 +82,7 @@ def check_backend(tracking_uri: str, timeout: float = 5.0, attempts: int = 4) ->
                                              f"{getattr(err, 'reason', err)}") from err
                 print(f"alchemist.track: {url} gave no answer in {wait:g} s, asking again",
                       file=sys.stderr)
-    if (db := _sqlite_path(tracking_uri)) is not None:
+    if (db := sqlite_path(tracking_uri)) is not None:
         with contextlib.suppress(OSError):
             db.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
@@ -278,7 +278,7 @@ def connect(tracking_uri: str, name: str) -> tuple:
     first uses corrupt it: construction and experiment creation run under a lock beside the DB."""
     check_backend(tracking_uri)
     mlflow = _mlflow()
-    db = _sqlite_path(tracking_uri)
+    db = sqlite_path(tracking_uri)
     if db:  # ~1.5 s of imports: outside the lock, so waiting processes do not queue for it
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     location = (db.parent / "mlartifacts").as_uri() if db else None  # no ./mlruns in cwd

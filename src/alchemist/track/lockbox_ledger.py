@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from alchemist.track import BackendUnavailable, connect, default_tracking_uri, retry
+from alchemist.track import BackendUnavailable, connect, default_tracking_uri, retry, sqlite_path
 from alchemist.trial import canonical_json
 
 KIND, SOURCE, EVENT = "alchemist.kind", "alchemist.lockbox.source", "alchemist.lockbox.event"
@@ -30,8 +30,8 @@ class LockboxLedger:
 
     def events(self, key: str) -> list[dict]:
         """Events recorded in MLflow for this data source ([] with a warning if unreachable)."""
-        db = self.uri[len("sqlite:///"):] if self.uri.startswith("sqlite:///") else None
-        if self.read_only and db and not Path(db).exists():
+        db = sqlite_path(self.uri)
+        if self.read_only and db and not db.exists():
             return []                            # tracking off and never on: nothing to read
         try:
             client, exp_id = self._connect()

@@ -60,7 +60,7 @@ def load_split(data_dir: str | Path, name: str, prep: Prepared,
         raise UserError(f"{path} not found")
     if name == "test":
         raise UserError(f"training refuses test data ({path}); only the lockbox reads it (PB-32)")
-    refuse_test_split(path, prep.manifest, "training")
+    refuse_test_split(path, prep.manifest, "training", Path(data_dir))
     frame = pd.read_parquet(path)
     missing = [c for c in [*prep.features, "_y"] if c not in frame.columns]
     if missing:
