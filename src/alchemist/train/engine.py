@@ -277,7 +277,8 @@ class PackTrainer:
 
     def set_lr(self):
         """Each trial's scheduled LR for the next epoch; 0 freezes trials that stopped."""
-        self.opt.set_lr(self.sched.lrs() * torch.tensor(self.active, dtype=torch.float64))
+        active = self.active
+        self.opt.set_lr(self.sched.lrs() * torch.tensor(active, dtype=torch.float64), active)
 
     def finish(self):
         """Final weights: the best epoch's where early stopping restores them, or after divergence."""

@@ -1,11 +1,14 @@
 """Optimisers and LR schedules for a pack, one setting per trial.
 
-PackOptimizer applies torch.optim's update rules (the single-tensor formulas of torch.optim.SGD,
-Adam, AdamW, Adagrad, Adadelta, RMSprop, with torch's defaults: PB-11) to the stacked (K, ...)
-parameters in one pass, with every continuous setting a per-trial column. Stepping K separate
-torch.optim objects cost more than the model itself on small nets; tests/test_train_optim.py
-checks each rule against torch.optim step by step. A trial's update never depends on its
-pack-mates: an unused setting (momentum 0, weight decay 0, no clipping) is an exact identity.
+PackOptimizer applies torch.optim's update rules (PB-11, torch's defaults) to the stacked (K, ...)
+parameters. Adam and AdamW run torch's own fused kernels (torch._fused_adam_ / _fused_adamw_, what
+torch.optim.Adam(fused=True) runs: one pass over each tensor instead of nine) on each trial's rows,
+one call per group of running trials with equal settings. SGD, Adagrad, Adadelta and RMSprop use
+torch's single-tensor formulas on the whole stack, every continuous setting a per-trial column.
+Stepping K separate torch.optim objects cost more than the model itself on small nets;
+tests/test_train_optim.py checks each rule against torch.optim step by step. A trial's update
+never depends on its pack-mates: kernels work row by row or element-wise, and an unused setting
+(momentum 0, weight decay 0, no clipping) is an exact identity.
 
 PackSchedule drives one torch.optim.lr_scheduler per trial (PB-14) on a one-parameter
 placeholder optimiser and reads each trial's LR back every epoch; warm-up is LinearLR chained by
@@ -42,17 +45,25 @@ class PackOptimizer:
                    for k in ("weight_decay", "momentum", "beta1", "beta2", "nesterov")}
         self.any_wd = bool((self.hp["weight_decay"] != 0).any())
         self.betas = self.hp["beta1"].tolist(), self.hp["beta2"].tolist()
+        self.wd = self.hp["weight_decay"].tolist()
         self.device = slots[0].param.device
         self.state: list[dict] = [{} for _ in slots]
+        self._rows: dict[int, tuple] = {}
         self.set_lr(torch.zeros(self.K, dtype=torch.float64))
 
-    def set_lr(self, lr: torch.Tensor):
-        """Per-trial LR (K,) float64 for the next steps; 0 freezes a trial (stopped, diverged)."""
+    def set_lr(self, lr: torch.Tensor, active=None):
+        """Per-trial LR (K,) float64 for the next steps. A trial not `active` (stopped, diverged)
+        is frozen: LR 0 for the column rules, left out of the fused calls (state untouched too)."""
         self.lr, h = lr.to(torch.float64), self.hp
         self.lr_list = self.lr.tolist()
-        self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"],
-                    "nesterov": h["nesterov"], "1-b1": 1 - h["beta1"], "b2": h["beta2"],
-                    "1-b2": 1 - h["beta2"], "decay": 1 - self.lr * h["weight_decay"]}
+        active = [True] * self.K if active is None else list(active)
+        groups: dict[tuple, list[int]] = {}
+        for k in range(self.K):
+            if active[k]:
+                key = (self.lr_list[k], self.betas[0][k], self.betas[1][k], self.wd[k])
+                groups.setdefault(key, []).append(k)
+        self.groups = list(groups.items())
+        self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"], "nesterov": h["nesterov"]}
         self.vec = {k: v.to(self.device, torch.float32) for k, v in self.vec.items()}
         self.vec["nesterov"] = self.vec["nesterov"] != 0
         self.cols = [self._columns(slot, self.vec) for slot in self.slots]
@@ -66,13 +77,8 @@ class PackOptimizer:
     @torch.no_grad()
     def step(self):
         self.t = [t + 1 for t in self.t]
-        if self.kind in ("adam", "adamw"):   # bias corrections in Python floats, as torch.optim.Adam
-            b1, b2 = self.betas
-            step = {"step_size": [-r / (1 - b ** t) for r, b, t in zip(self.lr_list, b1, self.t)],
-                    "bc2_sqrt": [(1 - b ** t) ** 0.5 for b, t in zip(b2, self.t)]}
-            step = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in step.items()}
-            for slot, cols in zip(self.slots, self.cols):
-                cols.update(self._columns(slot, step))
+        if self.kind in ("adam", "adamw"):
+            return self._fused_adam()
         update = getattr(self, f"_{self.kind}")
         for slot, st, cols in zip(self.slots, self.state, self.cols):
             if slot.param.grad is not None:
@@ -90,20 +96,32 @@ class PackOptimizer:
         g = torch.where(col("nesterov"), g + col("m") * st["buf"], st["buf"])
         p.addcmul_(g, col("neg_lr"))
 
-    def _adam(self, p, g, st, col, decoupled=False):
-        if decoupled and self.any_wd:
-            p.mul_(col("decay"))
-        elif not decoupled:
-            g = self._l2(p, g, col)
-        if "m" not in st:
-            st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
-        st["m"].lerp_(g, col("1-b1"))
-        st["v"].mul_(col("b2")).addcmul_(g, g * col("1-b2"))
-        denom = st["v"].sqrt().div_(col("bc2_sqrt")).add_(1e-8)
-        p.addcdiv_(st["m"] * col("step_size"), denom)
+    def _fused_adam(self):
+        """Adam / AdamW by torch's fused kernel: per group of trials with equal (lr, betas, weight
+        decay), one call over their rows of every slot; each row brings its trial's step count."""
+        fused = torch._fused_adam_ if self.kind == "adam" else torch._fused_adamw_
+        steps = torch.tensor(self.t, dtype=torch.float32, device=self.device).unbind()
+        for j, (slot, st) in enumerate(zip(self.slots, self.state)):
+            if slot.param.grad is None:
+                continue
+            if "m" not in st:
+                st["m"], st["v"] = (torch.zeros_like(lead(slot.param, slot)) for _ in range(2))
+            P, G, M, V = self._row_views(j, slot, st)
+            for (lr, b1, b2, wd), ks in self.groups:
+                rows = ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners]
+                if rows:
+                    fused([P[i] for i in rows], [G[i] for i in rows], [M[i] for i in rows],
+                          [V[i] for i in rows], [], [steps[slot.owners[i]] for i in rows], lr=lr,
+                          beta1=b1, beta2=b2, weight_decay=wd, eps=1e-8, amsgrad=False, maximize=False)
 
-    def _adamw(self, p, g, st, col):
-        self._adam(p, g, st, col, decoupled=True)
+    def _row_views(self, j: int, slot, st: dict) -> list[list[torch.Tensor]]:
+        """Per-trial rows of a slot's parameter, grad, m and v, kept while those tensors are the
+        same objects (a unbind costs about a microsecond a row, every step)."""
+        bases = (slot.param, slot.param.grad, st["m"], st["v"])
+        cached = self._rows.get(j)
+        if cached is None or any(a is not b for a, b in zip(cached[0], bases)):
+            cached = self._rows[j] = (bases, [list(lead(t, slot).unbind()) for t in bases])
+        return cached[1]
 
     def _adagrad(self, p, g, st, col):
         g = self._l2(p, g, col)
