@@ -27,7 +27,7 @@ from alchemist.train.data import Prepared, Split, augment
 from alchemist.train.models import build_model, trial_generator
 from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
 
-# PackNet's parameters are strided views of one (K, P) tensor; their grads accumulate in place.
+# PackNet's parameters and their grads are views of one buffer each; grads accumulate in place.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 DIVERGE_FACTOR = 100.0     # a train loss above 100x the initial loss counts as diverged (PB-16)
 EVAL_CHUNK = 4096

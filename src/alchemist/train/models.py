@@ -92,13 +92,15 @@ def dropout_ps(trials: list[dict], n_layers: int) -> list[list[float]]:
 
 
 def drop_columns(ps: list[float], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per trial, the int16 threshold a unit's 16 random bits must reach to be kept, and the
-    inverted-dropout scale. p counts in steps of 1/65536 (q = round(65536 p) of the 65536 values
-    drop the unit); p = 0 gives the lowest int16, which every value reaches, whatever the bits."""
+    """Per trial: a unit whose 16 random bits, read as an int16, reach t = q - 32768 is kept
+    (q = round(65536 p) of the 65536 values drop it, so p counts in steps of 1/65536; p = 0 gives
+    the lowest int16, which every value reaches, whatever the bits). Returned as t - 1/2 and twice
+    the inverted-dropout scale s: clamp(x - (t - 1/2), 0, 1/2) · 2s is exactly 0 or s, float
+    arithmetic several times faster on CPU than a compare and a bool-to-float conversion."""
     q = [min(round(p * 65536), 65535) for p in ps]
-    threshold = torch.tensor([v - 32768 for v in q], dtype=torch.int16, device=device)
-    scale = torch.tensor([65536 / (65536 - v) for v in q], device=device)
-    return threshold.view(-1, 1, 1), scale.view(-1, 1, 1)
+    below = torch.tensor([v - 32768 - 0.5 for v in q], device=device)
+    twice_scale = torch.tensor([2 * 65536 / (65536 - v) for v in q], device=device)
+    return below.view(-1, 1, 1), twice_scale.view(-1, 1, 1)
 
 
 class NarrowLinear(torch.autograd.Function):
@@ -167,22 +169,24 @@ class PackNet(nn.Module):
         self._allocate(trials, torch.device(device))
 
     def _allocate(self, trials, device):
-        """All parameters as views of one (K, P) tensor `flat`, their grads views of `flat.grad`:
-        the optimiser then updates the whole pack with a handful of kernels per step."""
-        sizes = [math.prod(shape) for _, shape, *_ in self.specs]
-        self.flat = torch.zeros(self.K, sum(sizes), device=device)
+        """Every parameter is a contiguous (K, ...) block of one buffer `flat`, its grad the same
+        block of `flat.grad`: batched matmuls take the parameters as they are (standard strides:
+        BLAS takes another route for a strided batch, and a trial's sums would then depend on K),
+        and one zero_ clears every gradient."""
+        sizes = [self.K * math.prod(shape) for _, shape, *_ in self.specs]
+        self.flat = torch.zeros(sum(sizes), device=device)
         self.flat.grad = torch.zeros_like(self.flat)
         gens = [trial_generator(t, "init") for t in trials]
         start = 0
         for (name, shape, fan_in, fan_out), size in zip(self.specs, sizes):
-            view = self.flat[:, start:start + size].view(self.K, *shape)
+            view = self.flat[start:start + size].view(self.K, *shape)
             if fan_in is None:
                 view.fill_(fan_out)
             else:
                 for k, (t, g) in enumerate(zip(trials, gens)):
                     view[k].copy_(init_weight_(torch.empty(shape), fan_in, fan_out, t, g))
             param = nn.Parameter(view)
-            param.grad = self.flat.grad[:, start:start + size].view(self.K, *shape)
+            param.grad = self.flat.grad[start:start + size].view(self.K, *shape)
             self.register_parameter(name, param)
             start += size
 
@@ -209,19 +213,15 @@ class PackNet(nn.Module):
         self.register_buffer(f"{name}_var", torch.ones(self.K, width))
 
     def slots(self):
-        return [Slot(self.flat, list(range(self.K)), False, True)]
+        return [Slot(getattr(self, name), list(range(self.K)), name in self.matrices, True)
+                for name, *_ in self.specs]
 
     def matrix_slots(self):
         return [Slot(getattr(self, n), list(range(self.K)), True, True) for n in self.matrices]
 
     # -- forward --------------------------------------------------------------------------------
-    def _param(self, name: str):
-        """A parameter with standard strides: BLAS takes another route for a strided batch, and
-        then a trial's sums would depend on K (a no-op copy for a pack of one)."""
-        return getattr(self, name).contiguous()
-
     def _lin(self, name: str, h):
-        w, b = self._param(f"{name}_w"), self._param(f"{name}_b")
+        w, b = getattr(self, f"{name}_w"), getattr(self, f"{name}_b")
         if w.shape[-1] < NARROW and not h.is_cuda:
             h = NarrowLinear.apply(h, w, b)       # (K, B, n) view of a (K, n, B) tensor
             if name != "out" or self.bn:
@@ -252,7 +252,7 @@ class PackNet(nn.Module):
         rather than a grouped conv: its per-trial sums do not depend on K (pack == solo)."""
         B, KC, H, W = h.shape
         K, C = self.K, KC // self.K
-        w, b = self._param(f"{name}_w"), self._param(f"{name}_b")
+        w, b = getattr(self, f"{name}_w"), getattr(self, f"{name}_b")
         cols = F.unfold(h, 3, padding=1).view(B, K, C * 9, H * W).permute(1, 2, 0, 3)
         out = torch.baddbmm(b.unsqueeze(-1), w.reshape(K, -1, C * 9), cols.reshape(K, C * 9, B * H * W))
         h = out.view(K, -1, B, H, W).permute(2, 0, 1, 3, 4).reshape(B, -1, H, W)
@@ -271,9 +271,9 @@ class PackNet(nn.Module):
         for k, (p, g) in enumerate(zip(ps, gens)):
             if p:
                 bits[k].random_(-2 ** 63, None, generator=g)      # all 64 bits random
-        threshold, scale = self._drop_cols[layer]
-        keep = bits.view(torch.int16)[:, :n].view(h.shape) >= threshold
-        return h * keep.to(h.dtype).mul_(scale)
+        below, twice_scale = self._drop_cols[layer]
+        mask = bits.view(torch.int16)[:, :n].view(h.shape).float()      # float32 even under bf16
+        return h * mask.sub_(below).clamp_(0, 0.5).mul_(twice_scale).to(h.dtype)   # 0, or the scale
 
     def forward(self, x, gens=None):
         K, B = x.shape[:2]

@@ -97,22 +97,23 @@ class PackOptimizer:
         p.addcmul_(g, col("neg_lr"))
 
     def _fused_adam(self):
-        """Adam / AdamW by torch's fused kernel: per group of trials with equal (lr, betas, weight
-        decay), one call over their rows of every slot; each row brings its trial's step count."""
+        """Adam / AdamW by torch's fused kernel: one call per group of trials with equal (lr,
+        betas, weight decay) over their rows of every slot; each row brings its trial's step count."""
         fused = torch._fused_adam_ if self.kind == "adam" else torch._fused_adamw_
         steps = torch.tensor(self.t, dtype=torch.float32, device=self.device).unbind()
+        views = []
         for j, (slot, st) in enumerate(zip(self.slots, self.state)):
-            if slot.param.grad is None:
-                continue
-            if "m" not in st:
-                st["m"], st["v"] = (torch.zeros_like(lead(slot.param, slot)) for _ in range(2))
-            P, G, M, V = self._row_views(j, slot, st)
-            for (lr, b1, b2, wd), ks in self.groups:
-                rows = ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners]
-                if rows:
-                    fused([P[i] for i in rows], [G[i] for i in rows], [M[i] for i in rows],
-                          [V[i] for i in rows], [], [steps[slot.owners[i]] for i in rows], lr=lr,
-                          beta1=b1, beta2=b2, weight_decay=wd, eps=1e-8, amsgrad=False, maximize=False)
+            if slot.param.grad is not None:
+                if "m" not in st:
+                    st["m"], st["v"] = (torch.zeros_like(lead(slot.param, slot)) for _ in range(2))
+                views.append((slot, self._row_views(j, slot, st)))
+        for (lr, b1, b2, wd), ks in self.groups:
+            rows = [(tensors, i, slot.owners[i]) for slot, tensors in views
+                    for i in (ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners])]
+            if rows:
+                p, g, m, v = ([t[n][i] for t, i, _ in rows] for n in range(4))
+                fused(p, g, m, v, [], [steps[k] for _, _, k in rows], lr=lr, beta1=b1, beta2=b2,
+                      weight_decay=wd, eps=1e-8, amsgrad=False, maximize=False)
 
     def _row_views(self, j: int, slot, st: dict) -> list[list[torch.Tensor]]:
         """Per-trial rows of a slot's parameter, grad, m and v, kept while those tensors are the
