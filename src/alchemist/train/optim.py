@@ -1,14 +1,14 @@
 """Optimisers and LR schedules for a pack, one setting per trial.
 
 PackOptimizer applies torch.optim's update rules (PB-11, torch's defaults) to the stacked (K, ...)
-parameters. Adam and AdamW run torch's own fused kernels (torch._fused_adam_ / _fused_adamw_, what
-torch.optim.Adam(fused=True) runs: one pass over each tensor instead of nine) on each trial's rows,
-one call per group of running trials with equal settings. SGD, Adagrad, Adadelta and RMSprop use
-torch's single-tensor formulas on the whole stack, every continuous setting a per-trial column.
-Stepping K separate torch.optim objects cost more than the model itself on small nets;
-tests/test_train_optim.py checks each rule against torch.optim step by step. A trial's update
-never depends on its pack-mates: kernels work row by row or element-wise, and an unused setting
-(momentum 0, weight decay 0, no clipping) is an exact identity.
+parameters. Where torch has a fused kernel (SGD, Adam, AdamW, Adagrad: what torch.optim's
+`fused=True` runs, one pass over each tensor instead of one per operation) it is called once per
+group of running trials with equal settings, over their rows of every parameter. Adadelta and
+RMSprop use torch's single-tensor formulas on the whole stack, every continuous setting a
+per-trial column. Stepping K separate torch.optim objects cost more than the model itself on
+small nets; tests/test_train_optim.py checks each rule against torch.optim step by step. A
+trial's update never depends on its pack-mates: kernels work row by row or element-wise, and an
+unused setting (momentum 0, weight decay 0, no clipping) is an exact identity.
 
 PackSchedule drives one torch.optim.lr_scheduler per trial (PB-14) on a one-parameter
 placeholder optimiser and reads each trial's LR back every epoch; warm-up is LinearLR chained by
@@ -33,6 +33,13 @@ def effective_lr(cfg: dict) -> float:
     return float(cfg["lr"]) * (cfg["batch_size"] / ref if ref else 1.0)
 
 
+# kind -> (torch's fused kernel, its state tensors, the per-trial settings that form a group)
+FUSED = {"sgd": (torch._fused_sgd_, ("buf",), ("momentum", "weight_decay", "nesterov")),
+         "adam": (torch._fused_adam_, ("m", "v"), ("beta1", "beta2", "weight_decay")),
+         "adamw": (torch._fused_adamw_, ("m", "v"), ("beta1", "beta2", "weight_decay")),
+         "adagrad": (torch._fused_adagrad_, ("sum",), ("weight_decay",))}
+
+
 class PackOptimizer:
     def __init__(self, kind: str, slots, trials: list[dict]):
         if kind not in OPTIMIZERS:
@@ -44,8 +51,8 @@ class PackOptimizer:
         self.hp = {k: torch.tensor([float(t[k]) for t in trials], dtype=torch.float64)
                    for k in ("weight_decay", "momentum", "beta1", "beta2", "nesterov")}
         self.any_wd = bool((self.hp["weight_decay"] != 0).any())
-        self.betas = self.hp["beta1"].tolist(), self.hp["beta2"].tolist()
-        self.wd = self.hp["weight_decay"].tolist()
+        self.fused, self.state_keys, group_by = FUSED.get(kind, (None, (), ()))
+        self.settings = [tuple(float(t[k]) for k in group_by) for t in trials]
         self.device = slots[0].param.device
         self.state: list[dict] = [{} for _ in slots]
         self._rows: dict[int, tuple] = {}
@@ -60,12 +67,10 @@ class PackOptimizer:
         groups: dict[tuple, list[int]] = {}
         for k in range(self.K):
             if active[k]:
-                key = (self.lr_list[k], self.betas[0][k], self.betas[1][k], self.wd[k])
-                groups.setdefault(key, []).append(k)
+                groups.setdefault((self.lr_list[k], *self.settings[k]), []).append(k)
         self.groups = list(groups.items())
-        self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"], "nesterov": h["nesterov"]}
+        self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"]}
         self.vec = {k: v.to(self.device, torch.float32) for k, v in self.vec.items()}
-        self.vec["nesterov"] = self.vec["nesterov"] != 0
         self.cols = [self._columns(slot, self.vec) for slot in self.slots]
 
     @staticmethod
@@ -77,8 +82,8 @@ class PackOptimizer:
     @torch.no_grad()
     def step(self):
         self.t = [t + 1 for t in self.t]
-        if self.kind in ("adam", "adamw"):
-            return self._fused_adam()
+        if self.fused is not None:
+            return self._fused_step()
         update = getattr(self, f"_{self.kind}")
         for slot, st, cols in zip(self.slots, self.state, self.cols):
             if slot.param.grad is not None:
@@ -87,47 +92,45 @@ class PackOptimizer:
     def _l2(self, p, g, col):
         return g + p * col("wd") if self.any_wd else g
 
-    def _sgd(self, p, g, st, col):
-        g = self._l2(p, g, col)
-        if "buf" not in st:
-            st["buf"] = g.clone()
-        else:
-            st["buf"].mul_(col("m")).add_(g)
-        g = torch.where(col("nesterov"), g + col("m") * st["buf"], st["buf"])
-        p.addcmul_(g, col("neg_lr"))
-
-    def _fused_adam(self):
-        """Adam / AdamW by torch's fused kernel: one call per group of trials with equal (lr,
-        betas, weight decay) over their rows of every slot; each row brings its trial's step count."""
-        fused = torch._fused_adam_ if self.kind == "adam" else torch._fused_adamw_
+    def _fused_step(self):
+        """One fused call per group of trials with equal settings, over their rows of every slot;
+        each row brings its trial's step count (Adam's bias corrections, Adagrad's lr decay).
+        State starts at zero, where torch starts it (SGD's first buffer g equals 0·m + g)."""
         steps = torch.tensor(self.t, dtype=torch.float32, device=self.device).unbind()
         views = []
         for j, (slot, st) in enumerate(zip(self.slots, self.state)):
             if slot.param.grad is not None:
-                if "m" not in st:
-                    st["m"], st["v"] = (torch.zeros_like(lead(slot.param, slot)) for _ in range(2))
+                for key in self.state_keys:
+                    if key not in st:
+                        st[key] = torch.zeros_like(lead(slot.param, slot))
                 views.append((slot, self._row_views(j, slot, st)))
-        for (lr, b1, b2, wd), ks in self.groups:
+        for (lr, *setting), ks in self.groups:
             rows = [(tensors, i, slot.owners[i]) for slot, tensors in views
                     for i in (ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners])]
-            if rows:
-                p, g, m, v = ([t[n][i] for t, i, _ in rows] for n in range(4))
-                fused(p, g, m, v, [], [steps[k] for _, _, k in rows], lr=lr, beta1=b1, beta2=b2,
-                      weight_decay=wd, eps=1e-8, amsgrad=False, maximize=False)
+            if not rows:
+                continue
+            p, g, *state = ([t[n][i] for t, i, _ in rows] for n in range(2 + len(self.state_keys)))
+            step = [steps[k] for _, _, k in rows]
+            if self.kind == "sgd":
+                momentum, wd, nesterov = setting
+                self.fused(p, g, state[0] if momentum else [], weight_decay=wd, momentum=momentum,
+                           lr=lr, dampening=0.0, nesterov=bool(nesterov), maximize=False, is_first_step=False)
+            elif self.kind == "adagrad":
+                self.fused(p, g, state[0], step, lr=lr, lr_decay=0.0, weight_decay=setting[0],
+                           eps=1e-10, maximize=False)
+            else:
+                b1, b2, wd = setting
+                self.fused(p, g, *state, [], step, lr=lr, beta1=b1, beta2=b2, weight_decay=wd,
+                           eps=1e-8, amsgrad=False, maximize=False)
 
     def _row_views(self, j: int, slot, st: dict) -> list[list[torch.Tensor]]:
-        """Per-trial rows of a slot's parameter, grad, m and v, kept while those tensors are the
-        same objects (a unbind costs about a microsecond a row, every step)."""
-        bases = (slot.param, slot.param.grad, st["m"], st["v"])
+        """Per-trial rows of a slot's parameter, grad and state, kept while those tensors are the
+        same objects (an unbind costs about a microsecond a row, every step)."""
+        bases = (slot.param, slot.param.grad, *(st[key] for key in self.state_keys))
         cached = self._rows.get(j)
         if cached is None or any(a is not b for a, b in zip(cached[0], bases)):
             cached = self._rows[j] = (bases, [list(lead(t, slot).unbind()) for t in bases])
         return cached[1]
-
-    def _adagrad(self, p, g, st, col):
-        g = self._l2(p, g, col)
-        st.setdefault("sum", torch.zeros_like(p)).addcmul_(g, g)
-        p.addcdiv_(g * col("neg_lr"), st["sum"].sqrt().add_(1e-10))
 
     def _adadelta(self, p, g, st, col, rho=0.9, eps=1e-6):
         g = self._l2(p, g, col)
