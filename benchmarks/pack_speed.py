@@ -9,7 +9,7 @@ Run at 1 torch thread and at the threads the pipeline gives a training job (conf
 resources.train.threads, 2 by default): a pack's large element-wise kernels use both cores,
 a single trial's small ones do not, so the pack's lead grows with threads.
 
-    python benchmarks/pack_speed.py [--epochs 10] [--threads 1 2] [--clock wall|cpu]
+    python benchmarks/pack_speed.py [--epochs 10] [--threads 1 2] [--clock wall|cpu] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def main() -> None:
                          "resources.train.threads)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: this process's CPU time, steadier on a machine others load")
-    ap.add_argument("--repeats", type=int, default=3, help="best of N interleaved rounds for each figure")
+    ap.add_argument("--repeats", type=int, default=5, help="best of N interleaved rounds for each figure")
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
