@@ -23,6 +23,7 @@ from alchemist.errors import UserError
 
 ACTIVATIONS = {"relu": F.relu, "leaky_relu": F.leaky_relu, "tanh": torch.tanh,
                "sigmoid": torch.sigmoid, "gelu": F.gelu}
+IN_PLACE = {"relu": F.relu_, "leaky_relu": F.leaky_relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
 NARROW = 16      # layers with fewer outputs (e.g. the output layer) use the transposed product
 INITS = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal",
          "scaled", "torch")
@@ -133,6 +134,7 @@ class PackNet(nn.Module):
         self.act = ACTIVATIONS.get(cfg["activation"])
         if self.act is None:
             raise UserError(f"unknown activation {cfg['activation']!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.act_ = IN_PLACE.get(cfg["activation"])
         self.specs: list[tuple] = []         # (name, per-trial shape, fan_in, fan_out or fill value)
         self.matrices: list[str] = []
         self.convs: list[str] = []
@@ -258,6 +260,11 @@ class PackNet(nn.Module):
         h = out.view(K, -1, B, H, W).permute(2, 0, 1, 3, 4).reshape(B, -1, H, W)
         return self._norm(name, h) if self.bn else h
 
+    def _activate(self, h):
+        """The activation, in place when h is a fresh tensor (not a view): no new buffer, and
+        autograd keeps what it needs (the layers before save their inputs, the activation its output)."""
+        return self.act_(h) if self.act_ is not None and not h._is_view() else self.act(h)
+
     def _dropout(self, h, layer: int, gens):
         """Inverted dropout (PB-19). Each trial draws its mask from its own generator straight into
         its block, 16 random bits a unit (one 64-bit draw covers four units: a fifth of the time
@@ -282,18 +289,18 @@ class PackNet(nn.Module):
             c, hh, ww = self.image_shape
             h = x.reshape(K, B, c, hh, ww).transpose(0, 1).reshape(B, K * c, hh, ww)
             for i in range(self.n_stages):
-                h = self.act(self._conv_fwd(f"c{i}", h))
+                h = self._activate(self._conv_fwd(f"c{i}", h))
                 if self.kind == "rescnn":
-                    r = self._conv_fwd(f"r{i}b", self.act(self._conv_fwd(f"r{i}a", h)))
-                    h = self.act(h + r)
+                    r = self._conv_fwd(f"r{i}b", self._activate(self._conv_fwd(f"r{i}a", h)))
+                    h = self._activate(h + r)
                 if h.shape[-1] >= 2 and h.shape[-2] >= 2:
                     h = F.max_pool2d(h, 2)
             h = h.reshape(B, K, -1).transpose(0, 1)
         for i in range(len(self.widths)):
-            h = self.act(self._lin(f"l{i}", h))
+            h = self._activate(self._lin(f"l{i}", h))
             if self.kind == "resmlp":
-                r = self._dropout(self.act(self._lin(f"r{i}a", h)), i, gens)
-                h = self.act(h + self._lin(f"r{i}b", r))
+                r = self._dropout(self._activate(self._lin(f"r{i}a", h)), i, gens)
+                h = self._activate(h + self._lin(f"r{i}b", r))
             else:
                 h = self._dropout(h, i, gens)
         return self._lin("out", h)
