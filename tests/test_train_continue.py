@@ -106,7 +106,7 @@ def test_continued_in_other_company_equals_its_solo_run(runs, digits_dir):  # no
     out.mkdir()
     snaps = torch.load(rungs / "x" / "state.pt", weights_only=False)["snapshots"]
     (out / "x").mkdir()
-    ckpt.save_atomic({"snapshots": {3: snaps[3]}}, out / "x" / "state.pt")
+    ckpt.save_atomic({"format": ckpt.FORMAT, "snapshots": {3: snaps[3]}}, out / "x" / "state.pt")
     fresh = dict(TRIALS["y"], trial_id="z", seed=7)
     TRIALS["z"] = fresh
     try:
@@ -179,3 +179,19 @@ def test_pack_checkpoint_of_a_continued_pack_resumes_exactly(runs, digits_dir): 
     strip = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]  # noqa: E731
     assert [strip(r) for r in resumed.rows] == [strip(r) for r in whole.rows]
     assert all(c is not None and c["epochs_done"] == 6 for c in resumed.cont)
+
+
+def test_state_of_another_format_is_not_loaded(digits_dir, tmp_path, monkeypatch):  # noqa: F811
+    """A job killed under an older engine and re-run after an upgrade starts afresh: neither its
+    pack checkpoint nor its continuation snapshot is read (their layout would not fit)."""
+    out = tmp_path / "out"
+    monkeypatch.setattr(ckpt, "FORMAT", 1)
+    train(tmp_path, digits_dir, out, ["x"], 3, "old")
+    snapshots = out / "x" / ckpt.CONTINUATION
+    trials = [dict(TRIALS["x"], epochs=6)]
+    pack_file = tmp_path / "pack.pt"
+    ckpt.save_atomic({"fingerprint": ckpt.pack_fingerprint(trials), "state": {"epoch": 2}}, pack_file)
+    assert ckpt._snapshots(snapshots) and ckpt.load(pack_file, ckpt.pack_fingerprint(trials)) == {"epoch": 2}
+    monkeypatch.setattr(ckpt, "FORMAT", 2)
+    assert ckpt._snapshots(snapshots) == {}
+    assert ckpt.load(pack_file, ckpt.pack_fingerprint(trials)) is None

@@ -14,6 +14,9 @@ trained to. A later pack whose config for the trial differs only in `epochs` sta
 the largest budget below its own (an early-stopped trial stays stopped). The file keeps one
 snapshot per budget along the trial's current history, so re-running one rung starts from the
 same point as the first time.
+
+Both files carry FORMAT: state written by an engine whose saved layout differs (say, a job killed
+before an upgrade and re-run after it) is not loaded; the pack or trial starts afresh instead.
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ from alchemist.atomic import replacing
 from alchemist.trial import short_hash
 
 
+FORMAT = 2   # the saved state's layout; 2: one optimiser slot per parameter, 16-bit dropout draws
+
+
 def pack_fingerprint(trials: list[dict]) -> str:
-    return short_hash([{k: v for k, v in t.items() if k != "checkpoint_every"} for t in trials], 16)
+    return short_hash([FORMAT] + [{k: v for k, v in t.items() if k != "checkpoint_every"} for t in trials], 16)
 
 
 def trainer_state(tr) -> dict:
@@ -88,9 +94,10 @@ def _snapshots(path: Path) -> dict[int, dict]:
     if not path.exists():
         return {}
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["snapshots"]
+        saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:        # damaged or foreign: no continuation
         return {}
+    return saved["snapshots"] if isinstance(saved, dict) and saved.get("format") == FORMAT else {}
 
 
 def continuation(trial_dir: str | Path, trial: dict) -> dict | None:
@@ -109,7 +116,7 @@ def save_continuation(trial_dir: str | Path, trial: dict, start: int, snap: dict
     if snap is not None:
         keep[snap["budget"]] = snap
     if keep:
-        save_atomic({"snapshots": keep}, path)
+        save_atomic({"format": FORMAT, "snapshots": keep}, path)
     else:
         path.unlink(missing_ok=True)
 
