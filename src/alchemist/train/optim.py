@@ -49,13 +49,15 @@ class PackOptimizer:
         self.kind, self.slots, self.K = kind, slots, len(trials)
         self.t = [0] * self.K          # steps per trial (a continued trial brings its own count)
         self.hp = {k: torch.tensor([float(t[k]) for t in trials], dtype=torch.float64)
-                   for k in ("weight_decay", "momentum", "beta1", "beta2", "nesterov")}
+                   for k in ("weight_decay", "momentum")}
         self.any_wd = bool((self.hp["weight_decay"] != 0).any())
         self.fused, self.state_keys, group_by = FUSED.get(kind, (None, (), ()))
         self.settings = [tuple(float(t[k]) for k in group_by) for t in trials]
         self.device = slots[0].param.device
         self.state: list[dict] = [{} for _ in slots]
-        self._rows: dict[int, tuple] = {}
+        self._steps = torch.zeros(self.K, dtype=torch.float32, device=self.device)
+        self._step_views = list(self._steps.unbind())
+        self._args, self._args_key = None, []
         self.set_lr(torch.zeros(self.K, dtype=torch.float64))
 
     def set_lr(self, lr: torch.Tensor, active=None):
@@ -69,6 +71,7 @@ class PackOptimizer:
             if active[k]:
                 groups.setdefault((self.lr_list[k], *self.settings[k]), []).append(k)
         self.groups = list(groups.items())
+        self._args = None
         self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"]}
         self.vec = {k: v.to(self.device, torch.float32) for k, v in self.vec.items()}
         self.cols = [self._columns(slot, self.vec) for slot in self.slots]
@@ -94,23 +97,9 @@ class PackOptimizer:
 
     def _fused_step(self):
         """One fused call per group of trials with equal settings, over their rows of every slot;
-        each row brings its trial's step count (Adam's bias corrections, Adagrad's lr decay).
-        State starts at zero, where torch starts it (SGD's first buffer g equals 0·m + g)."""
-        steps = torch.tensor(self.t, dtype=torch.float32, device=self.device).unbind()
-        views = []
-        for j, (slot, st) in enumerate(zip(self.slots, self.state)):
-            if slot.param.grad is not None:
-                for key in self.state_keys:
-                    if key not in st:
-                        st[key] = torch.zeros_like(lead(slot.param, slot))
-                views.append((slot, self._row_views(j, slot, st)))
-        for (lr, *setting), ks in self.groups:
-            rows = [(tensors, i, slot.owners[i]) for slot, tensors in views
-                    for i in (ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners])]
-            if not rows:
-                continue
-            p, g, *state = ([t[n][i] for t, i, _ in rows] for n in range(2 + len(self.state_keys)))
-            step = [steps[k] for _, _, k in rows]
+        each row brings its trial's step count (Adam's bias corrections, Adagrad's lr decay)."""
+        self._steps.copy_(torch.tensor(self.t, dtype=torch.float32))
+        for (lr, *setting), (p, g, *state), step in self._fused_args():
             if self.kind == "sgd":
                 momentum, wd, nesterov = setting
                 self.fused(p, g, state[0] if momentum else [], weight_decay=wd, momentum=momentum,
@@ -123,14 +112,31 @@ class PackOptimizer:
                 self.fused(p, g, *state, [], step, lr=lr, beta1=b1, beta2=b2, weight_decay=wd,
                            eps=1e-8, amsgrad=False, maximize=False)
 
-    def _row_views(self, j: int, slot, st: dict) -> list[list[torch.Tensor]]:
-        """Per-trial rows of a slot's parameter, grad and state, kept while those tensors are the
-        same objects (an unbind costs about a microsecond a row, every step)."""
-        bases = (slot.param, slot.param.grad, *(st[key] for key in self.state_keys))
-        cached = self._rows.get(j)
-        if cached is None or any(a is not b for a, b in zip(cached[0], bases)):
-            cached = self._rows[j] = (bases, [list(lead(t, slot).unbind()) for t in bases])
-        return cached[1]
+    def _fused_args(self) -> list:
+        """Per group: (settings, the rows of its trials' parameter, grad and state in every slot,
+        their step counts). Built again only when the groups change (set_lr) or one of those
+        tensors is another object (a custom model's fresh grads, a loaded state); otherwise the
+        step reuses the lists. State starts at zero, where torch starts it (SGD's first buffer g
+        equals 0·m + g)."""
+        tensors = []
+        for slot, st in zip(self.slots, self.state):
+            if slot.param.grad is not None:
+                for key in self.state_keys:
+                    if key not in st:
+                        st[key] = torch.zeros_like(lead(slot.param, slot))
+                tensors.append((slot, (slot.param, slot.param.grad, *(st[key] for key in self.state_keys))))
+        key = [t for _, ts in tensors for t in ts]
+        if self._args is None or len(key) != len(self._args_key) or \
+                any(a is not b for a, b in zip(key, self._args_key)):
+            rows = [(slot, [list(lead(t, slot).unbind()) for t in ts]) for slot, ts in tensors]
+            self._args, self._args_key = [], key
+            for setting, ks in self.groups:
+                picked = [(views, i, slot.owners[i]) for slot, views in rows
+                          for i in (ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners])]
+                if picked:
+                    lists = [[views[n][i] for views, i, _ in picked] for n in range(len(picked[0][0]))]
+                    self._args.append((setting, lists, [self._step_views[k] for _, _, k in picked]))
+        return self._args
 
     def _adadelta(self, p, g, st, col, rho=0.9, eps=1e-6):
         g = self._l2(p, g, col)
