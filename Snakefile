@@ -15,14 +15,13 @@ if os.path.isdir(SRC):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 from alchemist import dag
-from alchemist.config import check_or_exit
 
 configfile: "config/config.yaml"
 
 
 # Schema validation (fills defaults) and a dry run of the data checks: a user mistake prints one
 # line and exits 2 here, before any job runs or any earlier result is touched.
-check_or_exit(config, workflow)
+dag.check_or_exit(config, workflow)
 
 RESULTS = "results"
 ALCHEMIST = "python -m alchemist"  # the package CLI every rule calls
@@ -59,7 +58,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/final_test.smk"
+include: "workflow/rules/lockbox.smk"
 
 
 rule all:

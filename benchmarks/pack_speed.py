@@ -31,7 +31,7 @@ import train_fixtures  # noqa: E402
 
 from alchemist.train.data import load_split, read_manifest  # noqa: E402
 from alchemist.train.engine import PackTrainer  # noqa: E402
-from alchemist.train.pack import complete_trials  # noqa: E402
+from alchemist.trial import complete_trials  # noqa: E402
 
 
 CLOCK = time.perf_counter

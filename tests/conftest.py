@@ -18,7 +18,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 class Workflow:
-    """A copy of Snakefile + workflow/ + config/ in a temp dir, driven by the real snakemake."""
+    """A copy of Snakefile + workflow/ + config/ + src/alchemist in a temp dir, driven by the real
+    snakemake."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -26,6 +27,9 @@ class Workflow:
         for name in ("Snakefile", "workflow", "config", "envs"):
             src = REPO / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+        # the package beside the Snakefile (its jobs import it from there): a snapshot per test
+        shutil.copytree(REPO / "src" / "alchemist", root / "src" / "alchemist",
+                        ignore=shutil.ignore_patterns("__pycache__"))
 
     @property
     def config(self) -> dict:

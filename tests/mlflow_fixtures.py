@@ -53,8 +53,10 @@ def make_trial_dir(trials_dir: Path, trial: dict, epochs: int, status: str = "co
 
 
 def make_stage(results: Path, stage: str, n_trials: int, epochs: int = 20, seeds: int = 1,
-               data: str = "train_coarse", statuses: tuple = ("completed",)) -> list[str]:
-    """A stage folder with round1/plan.json and n_trials finished trials (lr, dropout, hidden vary)."""
+               data: str = "train_coarse", statuses: tuple = ("completed",),
+               source: str | None = None) -> list[str]:
+    """A stage folder with round1/plan.json and n_trials finished trials (lr, dropout, hidden vary);
+    `source`: the stage it narrows (the plan's `source`, config `from:`)."""
     rng = np.random.default_rng(zlib.crc32(stage.encode()))
     trials = {}
     for i in range(n_trials):
@@ -71,7 +73,7 @@ def make_stage(results: Path, stage: str, n_trials: int, epochs: int = 20, seeds
     packs = {f"{key}{i}": tids for i, (key, tids) in enumerate(packs.items())}  # ids of plan.py's shape
     (results / stage / "round1").mkdir(parents=True, exist_ok=True)  # the pipeline's layout
     (results / stage / "round1" / "plan.json").write_text(json.dumps(
-        {"stage": stage, "trials": trials, "packs": packs}))
+        {"stage": stage, "source": source, "trials": trials, "packs": packs}))
     return list(trials)
 
 

@@ -1,5 +1,5 @@
 """Fixtures for the search tests: minimal configs and fake results tables (stand-ins for the
-aggregate step's output, in the format of alchemist.search.results_io)."""
+aggregate step's output, in the format of alchemist.analysis.tables)."""
 from __future__ import annotations
 
 import math

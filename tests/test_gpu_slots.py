@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from alchemist import gpu_slots
+from alchemist.train import gpu_slots
 from alchemist.errors import UserError
 
 HOLDER = """
 import json, os, sys, time
 from pathlib import Path
-from alchemist import gpu_slots
+from alchemist.train import gpu_slots
 out = Path(sys.argv[1])
 out.with_suffix(".ready").touch()
 while not (out.parent / "go").exists():      # start together: a real race for the slots

@@ -9,7 +9,7 @@ import pytest
 from train_fixtures import digits_dir  # noqa: F401
 
 from alchemist.cli import main
-from alchemist.lr_find import suggest
+from alchemist.train.lr_find import suggest
 
 
 def test_lr_find_writes_table_plot_and_a_sensible_suggestion(digits_dir, tmp_path):  # noqa: F811

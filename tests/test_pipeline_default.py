@@ -52,7 +52,7 @@ def test_predict_on_new_data_reuses_the_train_encoding(default_pipeline, tmp_pat
     import subprocess
 
     from alchemist.data.sources import load_source
-    from alchemist.predict import encode_new
+    from alchemist.train.predict import encode_new
 
     root = default_pipeline.root
     manifest = json.loads((root / "results/data/prep.json").read_text())

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alchemist import plots
+from alchemist.analysis import plots
+from alchemist.analysis.tables import flatten, stage_table
 from alchemist.cli import main
 from mlflow_fixtures import make_stage
 
@@ -32,8 +33,8 @@ def results(tmp_path_factory):
 
 
 def test_flatten_and_trial_table(results):
-    assert plots.flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": "[1,2]", "d": "x"}
-    table = plots.trial_table(results / "coarse")
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": "[1,2]", "d": "x"}
+    table = stage_table(results / "coarse")
     assert len(table) == 6 and set(table["status"]) == {"completed", "diverged", "failed"}
     assert {"trial_id", "best_val_metric", "best_val_loss", "mode", "params_json", "p.lr",
             "p.hidden"} <= set(table.columns)
@@ -60,24 +61,14 @@ def test_learning_curve_marks_diverged_epochs(tmp_path):
 
 
 def test_stage_figures(results, tmp_path):
-    coarse, fine = plots.trial_table(results / "coarse"), plots.trial_table(results / "fine")
+    coarse, fine = stage_table(results / "coarse"), stage_table(results / "fine")
     assert _is_png(plots.metric_vs_params(coarse, tmp_path / "m.png"))
-    assert _is_png(plots.narrowing(coarse, fine, tmp_path / "n.png"))
-    assert _is_png(plots.seed_spread(plots.trial_table(results / "repeat"), tmp_path / "s.png"))
+    assert _is_png(plots.narrowing(coarse, fine, tmp_path / "n.png", ("coarse", "fine")))
+    assert _is_png(plots.seed_spread(stage_table(results / "repeat"), tmp_path / "s.png"))
     lr = pd.read_parquet(results / "coarse" / "lr_find.parquet")
     assert _is_png(plots.lr_find(lr, 1e-3, tmp_path / "lr.png"))
     empty = coarse.assign(**{c: 1 for c in coarse.columns if c.startswith("p.")})
     assert _is_png(plots.metric_vs_params(empty, tmp_path / "none.png"))
-
-
-def test_seed_groups_mean_and_student_t_interval():
-    table = pd.DataFrame({"params_json": [json.dumps({"lr": 0.1, "seed": s}) for s in range(3)]
-                          + [json.dumps({"lr": 0.2, "seed": 0})],
-                          "best_val_metric": [0.8, 0.9, 1.0, 0.5]})
-    groups = plots.seed_groups(table).set_index("n")
-    assert groups.loc[3, "mean"] == pytest.approx(0.9)
-    assert groups.loc[3, "ci95"] == pytest.approx(4.303 * 0.1 / np.sqrt(3), rel=1e-3)
-    assert np.isnan(groups.loc[1, "ci95"])
 
 
 def test_plot_command(results, tmp_path):

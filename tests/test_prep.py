@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from alchemist.data.sources import load_source
-from alchemist.prep import ROW_ID, TARGET, prepare, write
+from alchemist.data.prep import ROW_ID, TARGET, prepare, write
 
 
 def digits_cfg(**over) -> dict:

@@ -9,8 +9,10 @@ import pytest
 
 from alchemist.cli import main
 from alchemist.errors import UserError
-from alchemist.search.results_io import check_table, ranked, told_history
-from alchemist.search.select import select_winner, t_quantile
+from alchemist.analysis.tables import check_table
+from alchemist.search.history import ranked, told_history
+from alchemist.analysis.select import select_winner
+from alchemist.analysis.stats import t_quantile
 from alchemist.trial import make_trial
 from search_fixtures import lr_peak, results_table
 

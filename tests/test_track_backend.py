@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from alchemist.track import BackendUnavailable, check_backend
+from alchemist.track.backend import BackendUnavailable, check_backend
 from mlflow_fixtures import free_port
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from alchemist import track
+from alchemist.track import backend, sync
 from mlflow_fixtures import assert_complete, make_prep, make_stage, run_at_once
 
 pytestmark = pytest.mark.slow
@@ -27,6 +27,6 @@ def test_32_syncs_at_once_into_one_sqlite_store(tmp_path):
     failed = [(rc, err[-1500:]) for rc, _, err in done if rc != 0]
     assert not failed, failed
     assert not any("WARNING" in err for _, _, err in done)
-    points = assert_complete(track.default_tracking_uri(results), "alchemist", ids, EPOCHS)
+    points = assert_complete(backend.default_tracking_uri(results), "alchemist", ids, EPOCHS)
     assert points == 32 * EPOCHS * 10
     print(f"\n32 concurrent syncs into SQLite: {timing}, {points} epoch points, no loss")

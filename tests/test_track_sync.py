@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import pytest
 
-from alchemist import track
+from alchemist.track import backend, sync
 from alchemist.cli import main
 from mlflow_fixtures import EPOCH_COLUMNS, make_prep, make_stage, make_trial_dir, run_counts
 
@@ -18,7 +18,7 @@ def synced(tmp_path_factory):
     results = tmp_path_factory.mktemp("sweep") / "results"
     make_prep(results / "data")
     ids = {"coarse": make_stage(results, "coarse", 4, epochs=12, statuses=("completed", "diverged")),
-           "fine": make_stage(results, "fine", 3, epochs=15, data="train"),
+           "fine": make_stage(results, "fine", 3, epochs=15, data="train", source="coarse"),
            "repeat": make_stage(results, "repeat", 4, epochs=8, seeds=2, data="train")}
     cwd = os.getcwd()
     os.chdir(results.parent)  # no ./mlruns or ./mlflow.db may appear in the working directory
@@ -28,7 +28,7 @@ def synced(tmp_path_factory):
     finally:
         os.chdir(cwd)
     assert not (results.parent / "mlruns").exists() and not (results.parent / "mlflow.db").exists()
-    uri = track.default_tracking_uri(results)
+    uri = backend.default_tracking_uri(results)
     return results, uri, ids, run_counts(uri)
 
 
@@ -88,7 +88,7 @@ def test_params_artifacts_and_datasets(synced):
 
 def test_second_sync_changes_nothing(synced):
     results, uri, ids, counts = synced
-    reports = track.sync_all(results, tracking_uri=uri)
+    reports = sync.sync_all(results, tracking_uri=uri)
     assert [r.skipped for r in reports] == [len(ids[r.stage]) for r in reports]
     assert all(r.created == r.resumed == r.replaced == r.points == 0 for r in reports)
     again = run_counts(uri)
@@ -101,8 +101,8 @@ def test_interrupted_sync_resumes_without_duplicate_points(synced):
     tid = ids["coarse"][0]
     client = MlflowClient(uri)
     run_id = next(r.info.run_id for r in counts["runs"] if r.data.tags.get("alchemist.trial_id") == tid)
-    client.delete_tag(run_id, track.DIGEST)  # as if the process died before its last call
-    report = track.sync_stage(results / "coarse", tracking_uri=uri, experiment="alchemist")
+    client.delete_tag(run_id, sync.DIGEST)  # as if the process died before its last call
+    report = sync.sync_stage(results / "coarse", tracking_uri=uri, experiment="alchemist")
     assert (report.resumed, report.created, report.runs[tid]) == (1, 0, run_id)
     assert run_counts(uri)["trials"][tid] == counts["trials"][tid]
 
@@ -112,7 +112,7 @@ def test_changed_files_replace_the_run(synced):
     tid = ids["repeat"][0]
     config = json.loads((results / "repeat" / "trials" / tid / "config.json").read_text())
     make_trial_dir(results / "repeat" / "trials", config, epochs=11)  # e.g. resumed, more epochs
-    report = track.sync_stage(results / "repeat", tracking_uri=uri, experiment="alchemist")
+    report = sync.sync_stage(results / "repeat", tracking_uri=uri, experiment="alchemist")
     assert (report.replaced, report.created) == (1, 1)
     after = run_counts(uri)
     assert after["trials"][tid] == {k: 11 for k in EPOCH_COLUMNS}
@@ -120,7 +120,7 @@ def test_changed_files_replace_the_run(synced):
 
 
 def test_retry_only_transient_errors(monkeypatch):
-    monkeypatch.setattr(track.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
     calls = []
 
     def flaky():
@@ -129,11 +129,11 @@ def test_retry_only_transient_errors(monkeypatch):
             raise RuntimeError("(sqlite3.OperationalError) database is locked")
         return "ok"
 
-    assert track.retry(flaky) == "ok" and len(calls) == 3
+    assert backend.retry(flaky) == "ok" and len(calls) == 3
     with pytest.raises(ValueError):
-        track.retry(lambda: (_ for _ in ()).throw(ValueError("run 5030ab not found")))
+        backend.retry(lambda: (_ for _ in ()).throw(ValueError("run 5030ab not found")))
     with pytest.raises(RuntimeError):
-        track.retry(lambda: (_ for _ in ()).throw(RuntimeError("database is locked")), attempts=2)
+        backend.retry(lambda: (_ for _ in ()).throw(RuntimeError("database is locked")), attempts=2)
 
 
 def test_failed_trial_without_metrics_or_config(tmp_path):
@@ -146,8 +146,8 @@ def test_failed_trial_without_metrics_or_config(tmp_path):
     summary = json.loads((tdir / "summary.json").read_text())
     (tdir / "summary.json").write_text(json.dumps({**summary, "status": "failed",
                                                    "best_val_metric": None, "epochs_run": 0}))
-    uri = track.default_tracking_uri(results)
-    report = track.sync_stage(results / "coarse", tracking_uri=uri, experiment="failed")
+    uri = backend.default_tracking_uri(results)
+    report = sync.sync_stage(results / "coarse", tracking_uri=uri, experiment="failed")
     run = MlflowClient(uri).get_run(report.runs[tid])
     assert run.info.status == "FAILED" and run.data.tags["alchemist.status"] == "failed"
     assert float(run.data.params["lr"]) > 0 and "val_loss" not in run.data.metrics

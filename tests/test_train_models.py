@@ -13,9 +13,9 @@ from train_fixtures import digits_binary, digits_dir, diabetes, trainer  # noqa:
 
 from alchemist.errors import UserError
 from alchemist.train.diagnose import diagnose
-from alchemist.train.engine import loss_kind, per_trial_loss
+from alchemist.train.losses import loss_kind, per_trial_loss
 from alchemist.train.models import build_model, hidden_widths
-from alchemist.train.pack import complete_trials
+from alchemist.trial import complete_trials
 
 WIDE = 512
 
@@ -195,3 +195,27 @@ def test_diagnosis_rules():
     label = diagnose(stuck, "completed", "multiclass", 2.3, 0.1)
     assert label["label"] == "not converged" and "PB-13" in label["next_step"]
     assert diagnose(good, "diverged", "multiclass", 2.3, 0.1)["label"] == "diverged"
+
+
+def test_binary_task_with_cross_entropy_has_two_outputs(tmp_path):
+    """loss: cross_entropy on a binary task: one logit per class (two), trained and evaluated
+    like any multiclass model (the manifest counts one class column for binary)."""
+    from alchemist.train.data import load_split, read_manifest
+    from alchemist.train.evaluate import TrainedTrial
+    from alchemist.train.losses import n_outputs
+    from alchemist.train.pack import run_pack
+    from alchemist.train.sanity import sanity
+
+    data = digits_binary(tmp_path / "bin")
+    assert n_outputs("binary", "cross_entropy", 1) == 2 and n_outputs("binary", "bce", 1) == 1
+    trials = complete_trials([dict(loss="cross_entropy", hidden=[16], epochs=4, early_stopping=False,
+                                   trial_id="ce")])
+    assert run_pack(trials, data, tmp_path / "out", pack_id="p", threads=1) == 0
+    summary = json.loads((tmp_path / "out" / "ce" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["best_val_metric"] > 0.95
+    val = load_split(data, "val", read_manifest(data))
+    trained = TrainedTrial(tmp_path / "out" / "ce")
+    assert trained.predict(val.X).shape == (len(val.y), 2)
+    assert trained.evaluate(val.X, val.y)["value"] == pytest.approx(summary["final_val_metric"])
+    report = sanity(trials[0], data, rows=16, steps=50, threads=1)
+    assert report["initial_loss"]["expected"] == pytest.approx(math.log(2))

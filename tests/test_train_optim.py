@@ -11,7 +11,7 @@ from train_fixtures import digits_dir, trainer  # noqa: F401
 
 from alchemist.train.data import Split
 from alchemist.train.optim import PackSchedule, effective_lr
-from alchemist.train.pack import complete_trials
+from alchemist.trial import complete_trials
 
 
 def reference_mlp(tr, k: int) -> torch.nn.Sequential:

@@ -100,7 +100,8 @@ def test_cli_writes_the_contract_files(digits_dir, tmp_path):
 
 def test_early_stopping_restores_best_weights(digits_dir, tmp_path):
     from alchemist.train.evaluate import TrainedTrial
-    from alchemist.train.pack import run_pack, complete_trials
+    from alchemist.train.pack import run_pack
+    from alchemist.trial import complete_trials
 
     trials = complete_trials([dict(epochs=40, lr=0.03, patience=3, seed=0, trial_id="es")])
     run_pack(trials, digits_dir, tmp_path, pack_id="es", threads=1)
@@ -119,7 +120,7 @@ def test_digits_one_hidden_layer_reaches_97_percent(tmp_path):
     0.96-0.97 depending on the seed, so four seeds train as one pack and the best must reach 0.97."""
     import yaml
 
-    from alchemist import prep
+    from alchemist.data import prep
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
     prep.write(prep.prepare(cfg["data"]), tmp_path / "data")
@@ -142,7 +143,7 @@ def test_training_refuses_test_data(digits_dir, tmp_path):
 
 
 def test_pack_rejects_trials_that_differ_in_shared_settings():
-    from alchemist.train.pack import complete_trials
+    from alchemist.trial import complete_trials
 
     with pytest.raises(UserError, match="cannot share a pack"):
         complete_trials([dict(hidden=[32]), dict(hidden=[64])])
@@ -150,7 +151,7 @@ def test_pack_rejects_trials_that_differ_in_shared_settings():
 
 
 def test_threads_setting_is_respected(digits_dir, tmp_path, monkeypatch):
-    from alchemist.train.pack import configure_torch
+    from alchemist.train.runtime import configure_torch
 
     before = torch.get_num_threads()
     monkeypatch.setenv("ALCHEMIST_THREADS", "1")

@@ -40,20 +40,3 @@ def test_editing_the_data_file_reruns_prep_and_touching_it_does_not(workflow):
     assert "prepare_data" in proc.stdout + proc.stderr
     manifest = json.loads((workflow.root / "results/data/prep.json").read_text())
     assert manifest["source"]["rows"] == 150
-
-
-def test_code_digest_follows_content_not_mtime(tmp_path, monkeypatch):
-    """Rules carry dag.code_digest in params: an edit of their code reruns them, a touch does not."""
-    import os
-
-    from alchemist import dag
-
-    (tmp_path / "pkg").mkdir()
-    source = tmp_path / "pkg" / "engine.py"
-    source.write_text("x = 1\n")
-    monkeypatch.setattr(dag, "PACKAGE_DIR", tmp_path)
-    before = dag.code_digest("pkg")
-    os.utime(source, (1, 1))
-    assert dag.code_digest("pkg") == before
-    source.write_text("x = 2\n")
-    assert dag.code_digest("pkg") != before

@@ -83,7 +83,7 @@ def trainer(data_dir: Path, trials: list[dict], split: str = "train"):
     """A PackTrainer on prepared data (CPU, one thread), trials completed with the defaults."""
     from alchemist.train.data import load_split, read_manifest
     from alchemist.train.engine import PackTrainer
-    from alchemist.train.pack import complete_trials
+    from alchemist.trial import complete_trials
 
     torch.set_num_threads(1)
     prep = read_manifest(data_dir)

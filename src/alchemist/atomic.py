@@ -5,6 +5,7 @@ one; a failed write leaves the old file and no temporary debris.
     with replacing(path) as tmp:          # any writer: frame.to_parquet(tmp), torch.save(obj, tmp)
         ...
     write_text(path, text)
+    write_json(path, obj)                 # sorted keys, one trailing newline
     with file_lock(path):                 # processes that must not interleave
         ...
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -50,3 +52,13 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+def dumps(obj: Any, allow_nan: bool = True) -> str:
+    """Deterministic, human-readable JSON: sorted keys, one trailing newline; values JSON does
+    not know (paths, numpy scalars) as their str(). `allow_nan=False` refuses NaN/inf."""
+    return json.dumps(obj, sort_keys=True, indent=1, allow_nan=allow_nan, default=str) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any, allow_nan: bool = True) -> None:
+    write_text(path, dumps(obj, allow_nan))

@@ -1,7 +1,7 @@
 """`alchemist <command>`: the commands the Snakemake rules call.
 
-Each command lives in `alchemist.commands.<name>` with `HELP`, `add_arguments(parser)` and
-`run(args) -> int`. Command modules import heavy libraries (torch, mlflow) inside `run`, so
+Each command lives in its module of `alchemist.commands` (COMMANDS) with `HELP`,
+`add_arguments(parser)` and `run(args) -> int`. Command modules import heavy libraries (torch, mlflow) inside `run`, so
 `alchemist --help` stays fast. A `UserError` becomes one line on stderr and exit status 2.
 """
 from __future__ import annotations
@@ -12,20 +12,21 @@ import sys
 
 from alchemist.errors import UserError
 
-COMMANDS = [
-    "prep",
-    "plan",
-    "train",
-    "aggregate",
-    "select",
-    "sync",
-    "plot",
-    "lr-find",
-    "sanity",
-    "final-test",
-    "lockbox",
-    "predict",
-]
+#: command name -> its module in alchemist.commands
+COMMANDS = {
+    "prep": "prep",
+    "plan": "plan",
+    "train": "train",
+    "aggregate": "aggregate",
+    "select": "select",
+    "sync": "sync",
+    "plot": "plot",
+    "lr-find": "lr_find",
+    "sanity": "sanity",
+    "final-test": "final_evaluation",
+    "lockbox": "lockbox",
+    "predict": "predict",
+}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Deep-learning hyperparameter pipeline commands (called by the Snakemake rules).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in [only] if only else COMMANDS:
-        module = importlib.import_module(f"alchemist.commands.{name.replace('-', '_')}")
+        module = importlib.import_module(f"alchemist.commands.{COMMANDS[name]}")
         p = sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP)  # help is %-formatted
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

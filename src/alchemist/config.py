@@ -1,22 +1,17 @@
-"""Load and check the pipeline config before any job is scheduled.
-
-The Snakefile calls `check_or_exit(config, workflow)`: Snakemake's `validate` fills the schema's
-defaults, a schema violation becomes ONE line naming the offending key, and the data section is
-dry-run through the prep stage (cached by config + file stamps) so that a missing file, column or
-class fails at parse time — before Snakemake deletes or rewrites any earlier result.
+"""The pipeline config: validated against workflow/schemas/config.schema.yaml, the schema's
+defaults filled in (Snakemake's `validate`), a violation reported as ONE line naming the offending
+key, then what a schema cannot say (the search stages) checked by alchemist.search.stages.
+The Snakefile's parse-time checks (this plus a dry run of the data) are alchemist.dag's.
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import json
-import sys
 from pathlib import Path
 
 import yaml
 
 from alchemist.errors import UserError
-from alchemist.trial import canonical_json, short_hash
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -70,39 +65,6 @@ def validate(config: dict, schema_path: Path = SCHEMA) -> dict:
     from alchemist.search.stages import parse_search  # what a schema cannot check (bounds, `from`)
 
     parse_search(config)
-    return config
-
-
-def _file_stamp(path: str | None) -> list | None:
-    if not path or str(path).startswith("sklearn:"):
-        return None
-    p = Path(path)
-    return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
-
-
-def check_data(data_cfg: dict, cache_dir: Path) -> None:
-    """Dry-run the prep stage in memory (no file written) unless this exact input passed before."""
-    key = short_hash({"cfg": data_cfg, "source": _file_stamp(data_cfg.get("source")),
-                      "test": _file_stamp(data_cfg.get("test_file"))}, 24)
-    stamp = cache_dir / f"data-ok-{key}"
-    if stamp.exists():
-        return
-    from alchemist.prep import prepare
-
-    prepare(copy.deepcopy(data_cfg))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(canonical_json(data_cfg))
-
-
-def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemake/alchemist")) -> dict:
-    """Snakefile entry point: on a user mistake print one line and exit 2, before any job."""
-    try:
-        validate(config)
-        if workflow is None or getattr(workflow, "is_main_process", True):
-            check_data(config["data"], cache_dir)
-    except UserError as err:
-        print(f"alchemist: config error: {err}", file=sys.stderr)
-        sys.exit(2)
     return config
 
 

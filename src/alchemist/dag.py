@@ -5,35 +5,59 @@ or imports torch/mlflow; plans are read from the JSON files the `plan` rules wro
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
-import alchemist
-from alchemist.trial import canonical_json
-
-PACKAGE_DIR = Path(alchemist.__file__).resolve().parent
+from alchemist.trial import canonical_json, short_hash
 
 
-def code(*relative: str) -> list[str]:
-    """Source files a rule depends on, listed as `input:` so a code change reruns it
-    (Snakemake does not track programs called from `shell:`; FIELD-NOTES)."""
-    files = []
-    for rel in relative:
-        path = PACKAGE_DIR / rel
-        files += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
-    return files
+def _file_stamp(path: str | None) -> list | None:
+    if not path or str(path).startswith("sklearn:"):
+        return None
+    p = Path(path)
+    return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
 
 
-def code_digest(*relative: str) -> str:
-    """Hash of the contents of source files a rule depends on, for `params:`: a code edit reruns
-    the rule's jobs (Snakemake compares params), a mere touch does not. One string per job instead
-    of a dozen input files keeps a 10,000-job graph fast to build."""
-    h = hashlib.sha256()
-    for path in code(*relative):
-        h.update(Path(path).read_bytes())
-    return h.hexdigest()[:16]
+def check_data(data_cfg: dict, cache_dir: Path) -> None:
+    """Dry-run the prep stage in memory (no file written) unless this exact input passed before."""
+    key = short_hash({"cfg": data_cfg, "source": _file_stamp(data_cfg.get("source")),
+                      "test": _file_stamp(data_cfg.get("test_file"))}, 24)
+    stamp = cache_dir / f"data-ok-{key}"
+    if stamp.exists():
+        return
+    from alchemist.data.prep import prepare
+
+    prepare(copy.deepcopy(data_cfg))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(canonical_json(data_cfg))
+
+
+def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemake/alchemist")) -> dict:
+    """Snakefile entry point: on a user mistake print one line and exit 2, before any job."""
+    from alchemist.config import validate
+    from alchemist.errors import UserError
+
+    try:
+        validate(config)
+        if workflow is None or getattr(workflow, "is_main_process", True):
+            check_data(config["data"], cache_dir)
+    except UserError as err:
+        print(f"alchemist: config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return config
+
+
+def command_digest(command: str) -> str:
+    """A rule's code trigger, for `params:`: the digest of every package file `alchemist
+    <command>` executes (alchemist.provenance). Snakemake does not track programs called from
+    `shell:`; params it compares, so an edit reruns exactly the jobs that run the edited code."""
+    from alchemist.provenance import command_digest as digest
+
+    return digest(command)
 
 
 def data_files(data: dict) -> list[str]:
@@ -144,8 +168,6 @@ def quote(text: str) -> str:
 
 
 def config_hash(config: dict) -> str:
-    from alchemist.trial import short_hash
-
     return short_hash({k: v for k, v in config.items() if k not in ("final_test", "unseal_reason")}, 16)
 
 
@@ -161,21 +183,24 @@ _GATE_PASSED = False
 
 
 def lockbox_gate(config: dict, data_dir: str, results: str) -> None:
-    """Refuse a second test-set opening before any job runs (checked once per Snakemake run)."""
+    """Refuse a second test-set opening before any job runs (checked once per Snakemake run):
+    print why, citing the first opening, and exit 3."""
     global _GATE_PASSED
     if _GATE_PASSED:
         return
-    from alchemist import lockbox
+    from alchemist.lockbox.evaluate import check
+    from alchemist.lockbox.policy import Refused
+    from alchemist.track.ledger import LockboxLedger
 
-    def remote_events(key: str) -> list[dict]:   # read even with tracking off (if the store exists)
-        mlflow = config.get("mlflow", {})
-        from alchemist.track.lockbox_ledger import LockboxLedger
-
-        return LockboxLedger(mlflow.get("tracking_uri"), mlflow.get("experiment", "alchemist"),
-                             Path(results), read_only=not mlflow.get("enabled", True)).events(key)
-
-    lockbox.gate_or_exit(Path(data_dir), config.get("unseal_reason"), remote_events,
-                         Path(results) / "lockbox" / "ledger.jsonl")
+    mlflow = config.get("mlflow", {})      # its copy is read even with tracking off, if it exists
+    remote = LockboxLedger(mlflow.get("tracking_uri"), mlflow.get("experiment", "alchemist"),
+                           Path(results), read_only=not mlflow.get("enabled", True))
+    try:
+        check(Path(data_dir), config.get("unseal_reason"), remote,
+              Path(results) / "lockbox" / "ledger.jsonl")
+    except Refused as err:
+        print(f"alchemist: lockbox: refused: {err}", file=sys.stderr)
+        sys.exit(3)
     _GATE_PASSED = True
 
 

@@ -1,4 +1,5 @@
-"""What a trial is: its default settings, its id, and which settings a pack may vary.
+"""What a trial is: its default settings, its id, which settings a pack may vary, and a trial
+spec completed with the defaults (`complete_trials`). The ONE definition of a trial.
 
 This module is shared by the search (which plans trials) and the engine (which trains them),
 so it imports neither torch nor optuna. Ids derive from canonical JSON, never from positions.
@@ -8,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any, Mapping
+
+from alchemist.errors import UserError
 
 #: Every setting the training engine understands, with its default. The `train:` section of
 #: config/config.yaml overrides these; a search stage's sampled values override those (PB-25).
@@ -112,3 +115,21 @@ def pack_key(trial: Mapping[str, Any]) -> str:
     shared = {k: v for k, v in trial.items()
               if k not in PER_TRIAL_KEYS and k not in BOOKKEEPING_KEYS}
     return short_hash(shared)
+
+
+def complete_trials(raw: list[dict]) -> list[dict]:
+    """Defaults under each config; an id where none is given; one pack key for all (or UserError)."""
+    if not raw:
+        raise UserError("a pack needs at least one trial")
+    trials = []
+    for t in raw:
+        unknown = set(t) - set(TRIAL_DEFAULTS) - BOOKKEEPING_KEYS - {"data"}
+        if unknown:
+            raise UserError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        full = {**TRIAL_DEFAULTS, "data": "train", **t}
+        full.setdefault("trial_id", trial_id(full))
+        trials.append(full)
+    if len({pack_key(t) for t in trials}) > 1:
+        raise UserError("these trials cannot share a pack: they differ in a shared setting "
+                        "(architecture, optimiser, schedule kind, batch size, epochs or data)")
+    return trials

@@ -7,7 +7,7 @@ rule aggregate_round:
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/trials.parquet",
     params:
-        code=dag.code_digest("aggregate.py"),
+        code=dag.command_digest("aggregate"),
         trials=f"{RESULTS}/{{stage}}/trials",
     log:
         f"{RESULTS}/logs/aggregate/{{stage}}_round{{round}}.log",
@@ -27,7 +27,7 @@ rule aggregate_stage:
         leaderboard=report(f"{RESULTS}/{{stage}}/leaderboard.csv", category="Leaderboards",
                            subcategory="{stage}", caption="../report/leaderboard.rst"),
     params:
-        code=dag.code_digest("aggregate.py"),
+        code=dag.command_digest("aggregate"),
         trials=f"{RESULTS}/{{stage}}/trials",
     log:
         f"{RESULTS}/logs/aggregate/{{stage}}.log",
@@ -44,12 +44,13 @@ rule select_winner:
     output:
         f"{RESULTS}/{{select}}/winner.json",
     params:
-        code=dag.code_digest("search/select.py"),
+        code=dag.command_digest("select"),
         confidence=lambda wc: STAGES[wc.select].confidence,
+        source=lambda wc: STAGES[wc.select].source,
     log:
         f"{RESULTS}/logs/{{select}}.log",
     conda:
         ENV
     shell:
-        "{ALCHEMIST} select --table {input.table} --confidence {params.confidence} "
+        "{ALCHEMIST} select --table {input.table} --source {params.source} --confidence {params.confidence} "
         "--out {output} 2> {log} | tee -a {log}"

@@ -15,7 +15,7 @@ rule lr_find:
                     caption="../report/lr_find.rst"),
         summary=f"{RESULTS}/diagnostics/lr_find.json",
     params:
-        code=dag.code_digest("lr_find.py", "train"),
+        code=dag.command_digest("lr-find"),
         trial=BASE_TRIAL,
     log:
         f"{RESULTS}/logs/lr_find.log",
@@ -35,7 +35,7 @@ rule sanity_check:
     output:
         f"{RESULTS}/diagnostics/sanity.json",
     params:
-        code=dag.code_digest("sanity.py", "train"),
+        code=dag.command_digest("sanity"),
         trial=BASE_TRIAL,
     log:
         f"{RESULTS}/logs/sanity_check.log",

@@ -1,6 +1,6 @@
 # Prep stage (PB-1..PB-4): test hold-out, 8:2 train/val, train-only normalisation, coarse subsample.
 # The data config travels as canonical JSON in params, so only a real change reruns it; the
-# code it runs is hashed into params too (dag.code_digest), so a code edit reruns it; a user's
+# code it runs is hashed into params too (dag.command_digest), so a code edit reruns it; a user's
 # data file (source, test_file) is an input, so editing it reruns prep and everything after.
 
 
@@ -14,7 +14,7 @@ rule prepare_data:
         train_coarse=f"{DATA}/train_coarse.parquet",
         manifest=f"{DATA}/prep.json",
     params:
-        code=dag.code_digest("prep.py", "data"),
+        code=dag.command_digest("prep"),
         data=dag.params_json(config["data"]),
     log:
         f"{RESULTS}/logs/prepare_data.log",

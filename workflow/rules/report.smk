@@ -9,27 +9,21 @@ def _tracked_input(wildcards):
     return [f"{RESULTS}/{wildcards.tracked}/trials.parquet"]
 
 
-def _narrow_from(wildcards):
-    source = STAGES[wildcards.tracked].source if wildcards.tracked in STAGES else None
-    return f"--narrow-from {wildcards.tracked}={source}" if source else ""
-
-
 rule track_stage:
     input:
         files=_tracked_input,
     output:
         f"{RESULTS}/{{tracked}}/mlflow_sync.json",
     params:
-        code=dag.code_digest("track", "plots.py"),
+        code=dag.command_digest("sync"),
         tracking=dag.tracking_args(config),
-        narrow=_narrow_from,
     log:
         f"{RESULTS}/logs/track/{{tracked}}.log",
     conda:
         ENV
     shell:
         "{ALCHEMIST} sync --soft --results {RESULTS} --stage {wildcards.tracked} {params.tracking} "
-        "{params.narrow} --marker {output} > {log} 2>&1"
+        "--marker {output} > {log} 2>&1"
 
 
 rule plot_stage:
@@ -39,7 +33,7 @@ rule plot_stage:
         report(directory(f"{RESULTS}/plots/{{stage}}"), patterns=["{name}.png"],
                category="Figures", subcategory="{stage}", caption="../report/figures.rst"),
     params:
-        code=dag.code_digest("plots.py"),
+        code=dag.command_digest("plot"),
         previous=lambda wc: f"--previous {RESULTS}/{STAGES[wc.stage].source}" if STAGES[wc.stage].source else "",
         curves=lambda wc: "--curves" if STAGES[wc.stage].kind == "repeat" else "",   # PB-22
     log:
@@ -55,6 +49,7 @@ rule lockbox_status:
     output:
         report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),
     params:
+        code=dag.command_digest("lockbox"),
         ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl", f"{DATA}/lockbox.jsonl"),  # reruns when one grows
     log:
         f"{RESULTS}/logs/lockbox_status.log",

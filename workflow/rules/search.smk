@@ -22,7 +22,7 @@ checkpoint plan_round:
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/plan.json",
     params:
-        code=dag.code_digest("search", "trial.py"),
+        code=dag.command_digest("plan"),
         config=lambda wc: dag.plan_config(config, wc.stage),
         previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         history=lambda wc, input: f"--history {input.history}" if input.history else "",

@@ -17,7 +17,7 @@ rule train_pack:
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/packs/{{pack}}.json",
     params:
-        code=dag.code_digest("train", "trial.py"),
+        code=dag.command_digest("train"),
         trials_ids=lambda wc: dag.pack_trials(_plan_of(wc), wc.pack),
         plan=_plan_of,
         trials=f"{RESULTS}/{{stage}}/trials",

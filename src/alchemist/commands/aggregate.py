@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.aggregate import trials_table, write_tables
+    from alchemist.analysis.aggregate import write_tables
+    from alchemist.analysis.tables import trials_table
 
     table = trials_table(args.packs, args.trials_dir)
     write_tables(table, args.out, args.summary)

@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from alchemist.lockbox import format_status, local_events, status
+    from alchemist.lockbox.ledger import local_events
+    from alchemist.lockbox.policy import format_status, status
 
     state = status(local_events(args.data_dir, args.ledger))
     sys.stdout.write(json.dumps(state, indent=2) + "\n" if args.json else format_status(state))

@@ -1,16 +1,11 @@
-"""`alchemist lr-find`: the LR range test (PB-13)."""
+"""`alchemist lr-find`: the LR range test (PB-13): table, figure and suggested LR."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from alchemist.commands.trial_args import add_trial_arguments, trial_from_args
+
 HELP = "LR range test: loss against an exponentially rising LR, table, plot and suggested LR"
-
-
-def add_trial_arguments(p) -> None:
-    """Shared by lr-find and sanity: which trial settings and data to use."""
-    p.add_argument("--data-dir", required=True, help="prepared data (prep.json, train/val parquet)")
-    p.add_argument("--trial", help="trial settings: a JSON file or an inline JSON object (defaults fill the rest)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (JSON value)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int)
 
 
 def add_arguments(p) -> None:
@@ -22,11 +17,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from alchemist.lr_find import lr_find
-    from alchemist.train.pack import trial_from_args
+    from alchemist.analysis.plots import lr_find as plot_lr_find
+    from alchemist.atomic import replacing, write_json
+    from alchemist.train.lr_find import lr_find
 
-    result = lr_find(trial_from_args(args.trial, args.set), args.data_dir, args.out_dir,
-                     min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
-                     device=args.device, threads=args.threads)
+    table, result = lr_find(trial_from_args(args.trial, args.set), args.data_dir,
+                            min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
+                            device=args.device, threads=args.threads)
+    out = Path(args.out_dir)
+    with replacing(out / "lr_find.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    plot_lr_find(table, result["suggested_lr"], out / "lr_find.png")
+    write_json(out / "lr_find.json", result)
     print(f"suggested lr: {result['suggested_lr']}")
     return 0

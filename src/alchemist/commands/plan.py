@@ -27,10 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from alchemist.analysis.tables import read_table
+    from alchemist.atomic import write_json
     from alchemist.config import load_config_file
     from alchemist.search.plan import build_plan
-    from alchemist.atomic import write_text
-    from alchemist.search.results_io import dumps, read_table
 
     if args.config_json:
         import json
@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
     plan = build_plan(config, args.stage, previous=previous, round_=args.round_,
                       history=history, log=log)
-    write_text(args.out, dumps(plan))
+    write_json(args.out, plan, allow_nan=False)
     log(f"round {args.round_}: {len(plan['trials'])} trials in {len(plan['packs'])} packs -> {args.out}")
     return 0

@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from alchemist import plots
+    from alchemist.analysis import plots
     from alchemist.errors import UserError
 
     if not args.stage_dir.is_dir():

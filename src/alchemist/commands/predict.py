@@ -12,19 +12,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="the new table (.csv or .parquet)")
     p.add_argument("--out", type=Path, required=True, help="predictions (.csv or .parquet)")
     p.add_argument("--data-dir", type=Path, default=Path("results/data"), help="prep output (prep.json)")
-    p.add_argument("--winner", type=Path, default=Path("results/select/winner.json"))
-    p.add_argument("--trials-dir", type=Path, default=Path("results/repeat/trials"))
+    p.add_argument("--winner", type=Path, default=None,
+                   help="winner.json (default: the select stage's under results/)")
+    p.add_argument("--trials-dir", type=Path, default=None,
+                   help="the winner's trial folders (default: those of the stage it was selected from)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.predict import predict_table, winner_trial_dirs
+    from alchemist.analysis.select import load_winner, winner_trial_dirs
+    from alchemist.atomic import replacing
+    from alchemist.train.predict import predict_table
 
-    table = predict_table(args.data, args.data_dir, winner_trial_dirs(args.winner, args.trials_dir))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix == ".parquet":
-        table.to_parquet(args.out)
-    else:
-        table.to_csv(args.out, index=False)
+    winner_file, selection = load_winner(args.winner)
+    dirs = winner_trial_dirs(winner_file, selection, args.trials_dir)
+    table = predict_table(args.data, args.data_dir, dirs)
+    with replacing(args.out) as tmp:
+        if args.out.suffix == ".parquet":
+            table.to_parquet(tmp)
+        else:
+            table.to_csv(tmp, index=False)
     scores = ", ".join(f"{k} {v:.4f}" for k, v in table.attrs.items())
     print(f"predicted {len(table)} rows → {args.out}" + (f" ({scores})" if scores else ""))
     return 0

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alchemist.config import load_config_file, validate
-    from alchemist.prep import prepare, write
+    from alchemist.data.prep import prepare, write
 
     if args.config is not None:
         data_cfg = load_config_file(args.config)["data"]

@@ -1,7 +1,7 @@
 """`alchemist sanity`: initial-loss and overfit-a-tiny-batch checks (PB-24)."""
 from __future__ import annotations
 
-from alchemist.commands.lr_find import add_trial_arguments
+from alchemist.commands.trial_args import add_trial_arguments, trial_from_args
 
 HELP = "sanity checks before a search: initial loss ≈ ln C, and a tiny batch can be overfit"
 
@@ -17,8 +17,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from alchemist.sanity import sanity
-    from alchemist.train.pack import trial_from_args
+    from alchemist.train.sanity import sanity
 
     report = sanity(trial_from_args(args.trial, args.set), args.data_dir, args.out, rows=args.rows,
                     steps=args.steps, device=args.device, threads=args.threads)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "Select the winning configuration of a repeat stage (mean, std, confidence interval over seeds)."
 
@@ -17,16 +18,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", required=True, help="results table (parquet) of the repeat stage")
     p.add_argument("--confidence", type=_confidence, default=0.95,
                    help="confidence level of the intervals (default 0.95; search.stages[].confidence)")
+    p.add_argument("--source", default=None,
+                   help="the repeat stage's name (recorded; default: the table's folder name)")
     p.add_argument("--out", required=True, help="where to write winner.json (written atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.atomic import write_text
-    from alchemist.search.results_io import dumps, read_table
-    from alchemist.search.select import describe_winner, select_winner
+    from alchemist.analysis.select import describe_winner, select_winner
+    from alchemist.analysis.tables import read_table
+    from alchemist.atomic import write_json
 
     table = read_table(args.table, "--table")
-    result = select_winner(table, args.confidence, where=f"--table {args.table}")
-    write_text(args.out, dumps(result))
+    result = select_winner(table, args.confidence, where=f"--table {args.table}",
+                           source=args.source or Path(args.table).parent.name)
+    write_json(args.out, result, allow_nan=False)
     print(describe_winner(result), flush=True)
     return 0

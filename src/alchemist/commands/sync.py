@@ -30,9 +30,6 @@ def add_arguments(p) -> None:
                    help="only these stage folders (default: every stage folder)")
     p.add_argument("--trial", nargs="+", default=None, metavar="ID",
                    help="only these trial ids (needs exactly one --stage)")
-    p.add_argument("--narrow-from", nargs="+", default=None, metavar="STAGE=SOURCE",
-                   help="stage=the stage it narrows (config `from:`) for the narrowing plot "
-                        "(default: fine=coarse)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="prepared data for the dataset inputs (default: <results>/data)")
     p.add_argument("--plots-dir", type=Path, default=None,
@@ -45,8 +42,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from alchemist import track
     from alchemist.errors import UserError
+    from alchemist.track.backend import BackendUnavailable, default_tracking_uri
+    from alchemist.track.sync import sync_all, sync_stage
 
     if not args.results.is_dir():
         raise UserError(f"results folder {args.results} does not exist")
@@ -56,24 +54,19 @@ def run(args) -> int:
     if args.trial and len(args.stage or []) != 1:
         raise UserError("--trial needs exactly one --stage")
     uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-           or track.default_tracking_uri(args.results))
+           or default_tracking_uri(args.results))
     common = dict(experiment=args.experiment, data_dir=args.data_dir or args.results / "data",
                   plots_dir=args.plots_dir)
-    if any("=" not in pair for pair in args.narrow_from or []):
-        raise UserError("--narrow-from takes STAGE=SOURCE pairs, e.g. fine=coarse")
-    previous = dict(pair.split("=", 1) for pair in args.narrow_from) if args.narrow_from else None
     if args.trial:
-        sync = track.sync_stage
-        source = (track.PREVIOUS_STAGE if previous is None else previous).get(args.stage[0])
-        common.update(stage_dir=args.results / args.stage[0], trial_ids=set(args.trial),
-                      previous_stage_dir=args.results / source if source else None)
+        sync = sync_stage
+        common.update(stage_dir=args.results / args.stage[0], trial_ids=set(args.trial))
     else:
-        sync = track.sync_all
-        common.update(results_dir=args.results, stages=args.stage, previous=previous)
+        sync = sync_all
+        common.update(results_dir=args.results, stages=args.stage)
     try:
         reports = sync(tracking_uri=uri, **common)
     except Exception as err:  # noqa: BLE001 - in --soft mode tracking never stops the sweep
-        if not (args.soft or isinstance(err, track.BackendUnavailable)):
+        if not (args.soft or isinstance(err, BackendUnavailable)):
             raise
         reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         write_marker(args.marker, synced=False, reason=reason, tracking_uri=uri,

@@ -1,0 +1,1 @@
+"""Before training: sources, encoding, splits, the prep stage and the test-split guard (no torch)."""

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
@@ -19,14 +18,6 @@ from alchemist.trial import canonical_json
 
 #: Fraction of the wide range (in the parameter's scale) added on each side of the top-k span.
 MARGIN = 0.1
-
-
-def _scale(p: Param, x: float) -> float:
-    return math.log(x) if p.log else float(x)
-
-
-def _unscale(p: Param, t: float) -> float:
-    return math.exp(t) if p.log else t
 
 
 def narrow_param(p: Param, seen: Sequence[Any]) -> Param:
@@ -40,9 +31,9 @@ def narrow_param(p: Param, seen: Sequence[Any]) -> Param:
     if p.kind == "grid":
         lo, hi = min(seen), max(seen)
         return replace(p, values=tuple(v for v in p.values if lo <= v <= hi))
-    margin = MARGIN * (_scale(p, p.high) - _scale(p, p.low))
-    low = _unscale(p, min(_scale(p, v) for v in seen) - margin)
-    high = _unscale(p, max(_scale(p, v) for v in seen) + margin)
+    margin = MARGIN * (p.to_scale(p.high) - p.to_scale(p.low))
+    low = p.from_scale(min(p.to_scale(v) for v in seen) - margin)
+    high = p.from_scale(max(p.to_scale(v) for v in seen) + margin)
     if p.kind == "int":
         low, high = round(low), round(high)        # the seen (integer) values stay inside
     low, high = max(p.low, low), min(p.high, high)

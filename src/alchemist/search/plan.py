@@ -25,7 +25,8 @@ import pandas as pd
 from alchemist.errors import UserError
 from alchemist.search import samplers
 from alchemist.search.narrow import narrow_space, narrowing_report
-from alchemist.search.results_io import ranked, table_mode, told_history, top
+from alchemist.analysis.tables import table_mode
+from alchemist.search.history import ranked, told_history, top
 from alchemist.search.stages import SearchConfig, Stage, parse_search
 from alchemist.trial import TRIAL_DEFAULTS, make_trial, pack_key, short_hash, trial_id
 
@@ -153,5 +154,5 @@ def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFram
     unique = list(by_id.values())
     if len(unique) < len(trials):
         log(f"{len(trials) - len(unique)} duplicate trial(s) dropped (a small discrete space?)")
-    return {"stage": stage.name, "trials": {t["trial_id"]: t for t in unique},
+    return {"stage": stage.name, "source": stage.source, "trials": {t["trial_id"]: t for t in unique},
             "packs": pack_trials(unique, search.pack_size)}

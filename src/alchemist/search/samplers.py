@@ -41,14 +41,6 @@ def round_sig(x: float, digits: int = 6) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def _to_scale(p: Param, x: float) -> float:
-    return math.log(x) if p.log else x
-
-
-def _from_scale(p: Param, t: float) -> float:
-    return math.exp(t) if p.log else t
-
-
 def from_unit(p: Param, u: float) -> Any:
     """The value of `p` at quantile `u` (uniform in log space for log parameters)."""
     if p.kind == "fixed":
@@ -56,8 +48,8 @@ def from_unit(p: Param, u: float) -> Any:
     if p.kind in LIST_KINDS:
         return p.values[min(len(p.values) - 1, int(u * len(p.values)))]
     high = p.high + 1 if p.kind == "int" else p.high      # ints: floor over [low, high + 1)
-    lo, hi = _to_scale(p, p.low), _to_scale(p, high)
-    x = _from_scale(p, lo + u * (hi - lo))
+    lo, hi = p.to_scale(p.low), p.to_scale(high)
+    x = p.from_scale(lo + u * (hi - lo))
     if p.kind == "int":
         return max(p.low, min(p.high, int(math.floor(x))))
     return max(p.low, min(p.high, round_sig(x)))
@@ -72,8 +64,8 @@ def grid_values(p: Param, stage: str) -> tuple:
             return tuple(range(p.low, p.high + 1))
         raise UserError(f"search.space.{p.key}: the grid sampler (stage {stage!r}) needs "
                         f"`points: N` for a {p.kind} range, or explicit values via grid: [...]")
-    lo, hi = _to_scale(p, p.low), _to_scale(p, p.high)
-    xs = [_from_scale(p, lo + i * (hi - lo) / (p.points - 1)) for i in range(p.points)]
+    lo, hi = p.to_scale(p.low), p.to_scale(p.high)
+    xs = [p.from_scale(lo + i * (hi - lo) / (p.points - 1)) for i in range(p.points)]
     if p.kind == "int":
         return tuple(sorted({max(p.low, min(p.high, round(x))) for x in xs}))
     return tuple(max(p.low, min(p.high, round_sig(x))) for x in xs)

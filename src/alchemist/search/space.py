@@ -53,6 +53,13 @@ class Param:
     def searched(self) -> bool:
         return self.kind != "fixed"
 
+    def to_scale(self, x: float) -> float:
+        """The value on the axis the search spreads evenly: log for log parameters (PB-27)."""
+        return math.log(x) if self.log else float(x)
+
+    def from_scale(self, t: float) -> float:
+        return math.exp(t) if self.log else t
+
     def active(self, settings: Mapping[str, Any]) -> bool:
         """Whether every `when` condition holds for these (resolved) settings."""
         return all(canonical_json(settings.get(k)) in {canonical_json(v) for v in allowed}

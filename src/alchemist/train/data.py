@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from alchemist.errors import UserError
-from alchemist.lockbox import refuse_test_split
+from alchemist.data.guard import refuse_test_split
 
 
 @dataclass
@@ -25,16 +25,13 @@ class Split:
 
 
 @dataclass
-class Prepared:
+class Manifest:
+    """What training needs of `prep.json`."""
     task: str                # regression | binary | multiclass
-    n_classes: int
+    n_classes: int           # 1 for regression and binary (one class column), else the classes
     features: list[str]
     image_shape: list[int] | None
     manifest: dict = field(repr=False)
-
-    @property
-    def n_outputs(self) -> int:
-        return 1 if self.task in ("regression", "binary") else self.n_classes
 
     def class_weights(self) -> list[float] | None:
         return (self.manifest.get("rebalance") or {}).get("class_weights")
@@ -43,16 +40,16 @@ class Prepared:
         return (self.manifest.get("rebalance") or {}).get("method", "none")
 
 
-def read_manifest(data_dir: str | Path) -> Prepared:
+def read_manifest(data_dir: str | Path) -> Manifest:
     path = Path(data_dir) / "prep.json"
     if not path.exists():
         raise UserError(f"{path} not found: run `alchemist prep` first")
     m = json.loads(path.read_text())
-    return Prepared(task=m["task"], n_classes=int(m.get("n_classes", 1)),
+    return Manifest(task=m["task"], n_classes=int(m.get("n_classes", 1)),
                     features=list(m["features"]), image_shape=m.get("image_shape"), manifest=m)
 
 
-def load_split(data_dir: str | Path, name: str, prep: Prepared,
+def load_split(data_dir: str | Path, name: str, prep: Manifest,
                device: torch.device | str = "cpu") -> Split:
     """Read `<data_dir>/<name>.parquet` into device tensors (features in manifest order)."""
     path = Path(data_dir) / f"{name}.parquet"
@@ -69,7 +66,7 @@ def load_split(data_dir: str | Path, name: str, prep: Prepared,
     return Split(X.to(device), y.to(device))
 
 
-def frame_tensors(frame: pd.DataFrame, prep: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
+def frame_tensors(frame: pd.DataFrame, prep: Manifest) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (N, F) float32, row-major, and the target. pandas hands a block of columns over
     column-major: gathering mini-batch rows from that is ~7x slower (each row is F strided reads)."""
     X = torch.from_numpy(np.ascontiguousarray(frame[prep.features].to_numpy("float32")))

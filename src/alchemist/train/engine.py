@@ -22,9 +22,10 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from alchemist.errors import UserError
-from alchemist.train.data import Prepared, Split, augment
-from alchemist.train.models import build_model, trial_generator
+from alchemist.train.data import Manifest, Split, augment
+from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss, score
+from alchemist.train.models import build_model
+from alchemist.train.params import trial_generator
 from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
 
 # PackNet's parameters and their grads are views of one buffer each; grads accumulate in place.
@@ -50,49 +51,14 @@ class Preempted(Exception):
     """SIGTERM arrived: the state was checkpointed and the process should exit (143)."""
 
 
-def loss_kind(cfg: dict, task: str) -> str:
-    """PB-7: the loss follows the task unless set."""
-    kind = cfg["loss"] if cfg["loss"] != "auto" else {
-        "regression": "mse", "binary": "bce", "multiclass": "cross_entropy"}[task]
-    ok = {"mse": ("regression",), "bce": ("binary",), "cross_entropy": ("binary", "multiclass")}
-    if task not in ok.get(kind, ()):
-        raise UserError(f"loss {kind!r} does not fit a {task} task (PB-7)")
-    return kind
-
-
-def per_trial_loss(out, y, kind: str, class_w=None):
-    """Mean loss of each trial, (K,); with class weights a weighted mean (PB-4)."""
-    K, B = y.shape
-    if kind == "cross_entropy":
-        if out.transpose(1, 2).is_contiguous():     # (K, C, B) in memory (NarrowLinear): log-softmax
-            loss = F.cross_entropy(out.transpose(1, 2), y, weight=class_w, reduction="none")  # across B
-        else:
-            loss = F.cross_entropy(out.reshape(K * B, -1), y.reshape(-1), weight=class_w,
-                                   reduction="none").view(K, B)
-    elif kind == "bce":
-        loss = F.binary_cross_entropy_with_logits(out.squeeze(-1), y.to(out.dtype), reduction="none")
-        loss = loss * class_w[y] if class_w is not None else loss
-    else:
-        loss = F.mse_loss(out.squeeze(-1), y.to(out.dtype), reduction="none")
-    return loss.sum(1) / class_w[y].sum(1) if class_w is not None else loss.mean(1)
-
-
-def score(out, y, kind: str):
-    """Per trial: number correct (classification) or sum of squared errors (regression)."""
-    if kind == "mse":
-        return (out.squeeze(-1).float() - y).pow(2).sum(1, dtype=torch.float64)
-    pred = out.contiguous().argmax(-1) if kind == "cross_entropy" else (out.squeeze(-1) > 0).long()
-    return (pred == y).sum(1, dtype=torch.float64)
-
-
 class PackTrainer:
-    def __init__(self, trials: list[dict], prep: Prepared, train: Split, val: Split, device):
+    def __init__(self, trials: list[dict], prep: Manifest, train: Split, val: Split, device):
         self.trials, self.K, self.prep, self.device = trials, len(trials), prep, torch.device(device)
         cfg = trials[0]
         self.train, self.val, self.epochs = train, val, int(cfg["epochs"])
         self.loss = loss_kind(cfg, prep.task)
-        n_out = prep.n_classes if self.loss == "cross_entropy" else 1
-        self.model = build_model(trials, train.X.shape[1], n_out, prep.image_shape, self.device)
+        self.model = build_model(trials, train.X.shape[1], n_outputs(prep.task, self.loss, prep.n_classes),
+                                 prep.image_shape, self.device)
         self.slots, self.matrices = self.model.slots(), self.model.matrix_slots()
         self.opt = PackOptimizer(cfg["optimizer"], self.slots, trials)
         self.sched = PackSchedule(trials, self.epochs)
@@ -171,6 +137,26 @@ class PackTrainer:
                 for k, v in zip(s.owners, r.tolist()):
                     ratios[k].append(v)
             return norms.tolist(), ratios
+
+    def step(self, idx) -> torch.Tensor:
+        """One optimisation step on the rows idx (K, B): forward, backward, clip, update. Returns
+        each trial's loss before the step, (K,). The public step API (LR finder, sanity checks)."""
+        loss, _ = self.forward_loss(idx)
+        self.backward(loss)
+        self.optimizer_step(probe=False)
+        return loss.detach()
+
+    def minibatches(self):
+        """Endless mini-batches (K, B) of row indices: each trial's own shuffled order (PB-6),
+        epoch after epoch, cut as an epoch cuts them (batch_spans)."""
+        while True:
+            order = self.epoch_order()
+            for s, e in batch_spans(order.shape[1], self.batch):
+                yield order[:, s:e]
+
+    def set_lrs(self, lrs) -> None:
+        """Override every trial's LR for the next steps (the LR range test sweeps it)."""
+        self.opt.set_lr(torch.as_tensor(lrs, dtype=torch.float64))
 
     # -- one epoch ------------------------------------------------------------------------------
     def epoch_order(self):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from alchemist.train.engine import per_trial_loss, score
+from alchemist.train.losses import n_outputs, per_trial_loss, score
 from alchemist.train.models import build_model
 
 
@@ -14,7 +14,7 @@ class TrainedTrial:
     def __init__(self, trial_dir: str | Path, device: str = "cpu"):
         saved = torch.load(Path(trial_dir) / "model.pt", map_location=device, weights_only=False)
         self.config, self.loss, self.task = saved["config"], saved["loss"], saved["task"]
-        n_out = saved["n_classes"] if self.loss == "cross_entropy" else 1
+        n_out = n_outputs(self.task, self.loss, saved["n_classes"])
         self.model = build_model([self.config], saved["n_inputs"], n_out, saved["image_shape"], device)
         self.model.load_trial_state(0, saved["state"])
         self.model.eval()

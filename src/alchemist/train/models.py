@@ -1,74 +1,29 @@
 """Models for a pack of K trials: forward takes x of shape (K, B, F) and returns (K, B, out).
 
-Every parameter is one leaf tensor stacked over the pack, shape (K, ...); the forward uses
-batched matmuls (torch.baddbmm) and grouped convolutions, so a pack costs about one model's
-Python overhead. Each trial draws its init and dropout masks from its own torch.Generator, so its
+Every parameter is a contiguous (K, ...) block of one buffer; the forward uses batched matmuls
+(torch.baddbmm), and convolutions as im2col + batched matmul (a grouped convolution's per-trial
+sums would depend on K), so a pack costs about one model's Python overhead. Each trial draws its init and dropout masks from its own torch.Generator, so its
 numbers do not depend on its pack-mates (pack == solo). A custom `module:callable` model is K
-separate instances run in a loop, each with its own RNG stream.
+separate instances run in a loop, each with its own RNG stream (alchemist.train.custom).
 
-`slots()` lists (tensor, owners, is_matrix): the optimiser, L1 and update-ratio code treat every
-slot as a (len(owners), ...) stack, whatever the model.
+`slots()` lists Slot(param, owners, matrix, stacked): the optimiser, L1 and update-ratio code
+treat every slot as a (len(owners), ...) stack, whatever the model.
 """
 from __future__ import annotations
 
-import importlib
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from alchemist.errors import UserError
+from alchemist.train.params import Slot, init_weight_, trial_generator
 
 ACTIVATIONS = {"relu": F.relu, "leaky_relu": F.leaky_relu, "tanh": torch.tanh,
                "sigmoid": torch.sigmoid, "gelu": F.gelu}
 IN_PLACE = {"relu": F.relu_, "leaky_relu": F.leaky_relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
 NARROW = 16      # layers with fewer outputs (e.g. the output layer) use the transposed product
-INITS = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal",
-         "scaled", "torch")
-
-
-class Slot(NamedTuple):
-    """A parameter as the optimiser sees it: stacked (K, ...) or one trial's own tensor."""
-    param: torch.Tensor
-    owners: list[int]
-    matrix: bool      # a weight matrix / conv kernel (L1, update ratios); not a bias or BN scale
-    stacked: bool
-
-
-STREAMS = ("init", "shuffle", "dropout", "augment")
-
-
-def trial_generator(cfg: dict, stream: str, device="cpu") -> torch.Generator:
-    """A trial's own random stream for one purpose (PB-6): independent of its pack-mates."""
-    return torch.Generator(device=device).manual_seed(int(cfg["seed"]) * len(STREAMS) + STREAMS.index(stream))
-
-
-def init_weight_(w: torch.Tensor, fan_in: int, fan_out: int, cfg: dict, gen) -> torch.Tensor:
-    """PB-10 initialisations for one trial's weight, with explicit fans (layout-independent)."""
-    kind = cfg["init"]
-    act = cfg["activation"]
-    gain = nn.init.calculate_gain("relu" if act == "gelu" else act)
-    fan = fan_in if cfg.get("init_mode", "fan_in") == "fan_in" else fan_out
-    with torch.no_grad():
-        if kind == "kaiming_normal":
-            return w.normal_(0.0, gain / math.sqrt(fan), generator=gen)
-        if kind == "kaiming_uniform":
-            bound = gain * math.sqrt(3.0 / fan)
-            return w.uniform_(-bound, bound, generator=gen)
-        if kind == "xavier_normal":
-            return w.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=gen)
-        if kind == "xavier_uniform":
-            bound = math.sqrt(6.0 / (fan_in + fan_out))
-            return w.uniform_(-bound, bound, generator=gen)
-        if kind == "normal":
-            return w.normal_(0.0, 0.02, generator=gen)
-        if kind == "scaled":
-            return w.normal_(0.0, 1.0, generator=gen).mul_(cfg["init_scale"] / math.sqrt(fan_in))
-        if kind == "torch":   # nn.Linear's default: kaiming_uniform(a=sqrt(5)) = U(±1/sqrt(fan_in))
-            return w.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=gen)
-    raise UserError(f"unknown init {kind!r}; choose one of {', '.join(INITS)}")
 
 
 def hidden_widths(cfg: dict, n_in: int, n_out: int) -> list[int]:
@@ -316,63 +271,11 @@ class PackNet(nn.Module):
                 t[k].copy_(state[n])
 
 
-class CustomPack(nn.Module):
-    """K instances of a user model `package.module:callable(n_inputs, n_outputs, config)`."""
-
-    def __init__(self, trials: list[dict], n_in: int, n_out: int, image_shape=None):
-        super().__init__()
-        module_name, _, attr = trials[0]["model"].partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise UserError(f"cannot import model {trials[0]['model']!r}: {err}") from err
-        self.K, self.nets, self.rng = len(trials), nn.ModuleList(), []
-        for t in trials:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(t["seed"]))
-                net = factory(n_in, n_out, {**t, "image_shape": image_shape})
-                self.rng.append(torch.get_rng_state())   # the trial's own dropout stream
-            if t["init"] != "torch":
-                gen = trial_generator(t, "init")
-                for m in net.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
-                        init_weight_(m.weight.data, fan_in, fan_out, t, gen)
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-            self.nets.append(net)
-
-    def slots(self):
-        return [Slot(p, [k], p.dim() >= 2, False) for k, net in enumerate(self.nets) for p in net.parameters()]
-
-    def matrix_slots(self):
-        return [s for s in self.slots() if s.matrix]
-
-    def zero_grad_(self):
-        for p in self.parameters():
-            p.grad = None
-
-    def forward(self, x, gens=None):
-        outs, saved = [], torch.get_rng_state()
-        for k, net in enumerate(self.nets):
-            if self.training:
-                torch.set_rng_state(self.rng[k])
-            outs.append(net(x[k]))
-            if self.training:
-                self.rng[k] = torch.get_rng_state()
-        torch.set_rng_state(saved)
-        return torch.stack(outs)
-
-    def trial_state(self, k: int) -> dict:
-        return {n: t.detach().clone() for n, t in self.nets[k].state_dict().items()}
-
-    def load_trial_state(self, k: int, state: dict):
-        self.nets[k].load_state_dict(state)
-
-
 def build_model(trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu") -> nn.Module:
     kind = trials[0]["model"]
     if ":" in kind:
+        from alchemist.train.custom import CustomPack
+
         return CustomPack(trials, n_in, n_out, image_shape).to(device)
     if kind not in ("mlp", "resmlp", "cnn", "rescnn"):
         raise UserError(f"unknown model {kind!r}: mlp | resmlp | cnn | rescnn | package.module:callable")

@@ -6,7 +6,6 @@ goes on), 143 after SIGTERM (checkpoint written; rerun the same command to resum
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -15,95 +14,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from alchemist.atomic import replacing, write_text
+from alchemist.atomic import replacing, write_json
 from alchemist.errors import UserError
 from alchemist.train import checkpoint as ckpt
-from alchemist.train.data import load_split, read_manifest
 from alchemist.train.diagnose import diagnose
 from alchemist.train.engine import PackTrainer, Preempted
-from alchemist.trial import BOOKKEEPING_KEYS, TRIAL_DEFAULTS, pack_key, short_hash, trial_id
+from alchemist.train.runtime import load_trial_data
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
                   "update_ratio_min", "update_ratio_median", "update_ratio_max", "epoch_time_s"]
 
 
-def complete_trials(raw: list[dict]) -> list[dict]:
-    """Defaults under each config; an id where none is given; one pack key for all (or UserError)."""
-    if not raw:
-        raise UserError("a pack needs at least one trial")
-    trials = []
-    for t in raw:
-        unknown = set(t) - set(TRIAL_DEFAULTS) - BOOKKEEPING_KEYS - {"data"}
-        if unknown:
-            raise UserError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
-        full = {**TRIAL_DEFAULTS, "data": "train", **t}
-        full.setdefault("trial_id", trial_id(full))
-        trials.append(full)
-    if len({pack_key(t) for t in trials}) > 1:
-        raise UserError("these trials cannot share a pack: they differ in a shared setting "
-                        "(architecture, optimiser, schedule kind, batch size, epochs or data)")
-    return trials
-
-
-def load_pack(plan: str | None, pack: str | None, trials_file: str | None):
-    """(pack_id, stage, trials) from `--plan/--pack` or from a JSON list of trial configs."""
-    if trials_file:
-        raw = json.loads(Path(trials_file).read_text())
-        trials = complete_trials(raw if isinstance(raw, list) else [raw])
-        return pack or short_hash(sorted(t["trial_id"] for t in trials)), trials[0].get("stage"), trials
-    if not (plan and pack):
-        raise UserError("give --plan and --pack, or --trials")
-    doc = json.loads(Path(plan).read_text())
-    if pack not in doc.get("packs", {}):
-        raise UserError(f"pack {pack!r} is not in {plan}")
-    trials = complete_trials([{**doc["trials"][tid], "trial_id": tid} for tid in doc["packs"][pack]])
-    return pack, doc.get("stage"), trials
-
-
-def trial_from_args(trial_file: str | None, sets: list[str] | None) -> dict:
-    """One trial for lr-find / sanity: a JSON object file and/or `KEY=JSON` overrides."""
-    if trial_file and trial_file.lstrip().startswith("{"):      # inline JSON (what rules pass)
-        trial = json.loads(trial_file)
-    else:
-        trial = json.loads(Path(trial_file).read_text()) if trial_file else {}
-    for item in sets or []:
-        key, _, value = item.partition("=")
-        try:
-            trial[key] = json.loads(value)
-        except json.JSONDecodeError:
-            trial[key] = value
-    return complete_trials([trial])[0]
-
-
-def prepare(trial: dict, data_dir, device: str = "auto", threads: int | None = None):
-    """(device, manifest, train split, val split) for one trial's data."""
-    dev = configure_torch(threads, device if device != "auto" else trial["device"])
-    prep = read_manifest(data_dir)
-    return dev, prep, load_split(data_dir, trial["data"], prep, dev), load_split(data_dir, "val", prep, dev)
-
-
-def configure_torch(threads: int | None, device: str) -> torch.device:
-    threads = threads or int(os.environ.get("ALCHEMIST_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but CUDA is not available")
-    if device == "cpu":
-        torch.use_deterministic_algorithms(True)
-    return torch.device(device)
-
-
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
 def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None, done=None,
              device: str = "auto", threads: int | None = None, keep_checkpoint: bool = False,
              gpu: str | None = None) -> int:
-    """Train the pack; `gpu` is the GPU slot's device id (alchemist.gpu_slots), for the done-file."""
-    dev, prep, train, val = prepare(trials[0], data_dir, device, threads)
+    """Train the pack; `gpu` is the GPU slot's device id (alchemist.train.gpu_slots), for the done-file."""
+    dev, prep, train, val = load_trial_data(trials[0], data_dir, device, threads)
     out_dir = Path(out_dir)
     dirs = [out_dir / t["trial_id"] for t in trials]
     for d, t in zip(dirs, trials):

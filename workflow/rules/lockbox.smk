@@ -28,7 +28,7 @@ rule final_test:
         test=f"{DATA}/test.parquet",
         manifest=f"{DATA}/prep.json",
     params:
-        code=dag.code_digest("lockbox.py", "train/evaluate.py"),
+        code=dag.command_digest("final-test"),
         trials=f"{RESULTS}/{STAGES[SELECTS[-1]].source}/trials" if SELECTS else "",
         unseal=lambda wc: f"--unseal-reason {dag.quote(config['unseal_reason'])}" if config.get("unseal_reason") else "",
         tracking=dag.tracking_args(config),

@@ -28,7 +28,7 @@ ROW_ID, TARGET = "_row_id", "_y"
 
 
 @dataclass
-class Prepared:
+class PreparedSplits:
     tables: dict[str, pa.Table]
     manifest: dict
 
@@ -48,7 +48,7 @@ def _ids_digest(ids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
 
 
-def prepare(cfg: dict) -> Prepared:
+def prepare(cfg: dict) -> PreparedSplits:
     """Validate and prepare the data described by the `data:` config section, in memory."""
     src = load_source(cfg["source"], cfg.get("target"))
     frame, target = src.frame, src.target
@@ -117,7 +117,7 @@ def prepare(cfg: dict) -> Prepared:
         "config": cfg,
     }
     manifest["audit"] = audit(manifest, tables, parts["train"][features], encoder)
-    return Prepared(tables, manifest)
+    return PreparedSplits(tables, manifest)
 
 
 def _table(ids: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str]) -> pa.Table:
@@ -159,7 +159,7 @@ def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
     return result
 
 
-def write(prepared: Prepared, out_dir: Path) -> dict:
+def write(prepared: PreparedSplits, out_dir: Path) -> dict:
     """Write every split and the manifest atomically: all are staged first, then the splits
     replace theirs and the manifest comes last; a failure anywhere leaves the old files."""
     manifest = prepared.manifest

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.sources import read_table
 from alchemist.errors import UserError
-from alchemist.lockbox import refuse_test_split
+from alchemist.data.guard import refuse_test_split
 
 
 def encode_new(table: pd.DataFrame, manifest: dict) -> np.ndarray:
@@ -29,8 +30,6 @@ def encode_new(table: pd.DataFrame, manifest: dict) -> np.ndarray:
 
 
 def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
-    import torch
-
     from alchemist.train.evaluate import TrainedTrial
 
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
@@ -43,11 +42,7 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
     if task == "regression":
         out["prediction"] = torch.stack(outputs).mean(0)[:, 0].numpy()
     else:
-        if task == "binary":
-            p1 = torch.stack([torch.sigmoid(o[:, 0]) for o in outputs]).mean(0)
-            probs = torch.stack([1 - p1, p1], dim=1)
-        else:
-            probs = torch.stack([torch.softmax(o, dim=1) for o in outputs]).mean(0)
+        probs = torch.stack([_probabilities(o) for o in outputs]).mean(0)
         for i, label in enumerate(classes):
             out[f"p_{label}"] = probs[:, i].numpy()
         out["prediction"] = [classes[i] for i in probs.argmax(1).tolist()]
@@ -61,6 +56,9 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
     return out
 
 
-def winner_trial_dirs(winner_file: Path, trials_dir: Path) -> list[Path]:
-    winner = json.loads(Path(winner_file).read_text())["winner"]
-    return [Path(trials_dir) / t for t in winner["trial_ids"]]
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(N, classes) probabilities: a single BCE logit gives [1 - p, p], cross-entropy a softmax."""
+    if logits.shape[1] == 1:
+        p1 = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p1, p1], dim=1)
+    return torch.softmax(logits, dim=1)

@@ -2,14 +2,14 @@
 C-class cross-entropy, ln 2 for binary), and the model can overfit one tiny batch."""
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
+
+from alchemist.atomic import write_json
 
 
-def expected_initial_loss(loss: str, n_classes: int, y) -> float:
+def expected_initial_loss(loss: str, n_outputs: int, y) -> float:
     if loss == "cross_entropy":
-        return math.log(n_classes)
+        return math.log(n_outputs)
     if loss == "bce":
         return math.log(2)
     return float((y.double() ** 2).mean())      # MSE of predicting 0 for (standardised) targets
@@ -23,23 +23,19 @@ def sanity(trial: dict, data_dir, out_file=None, *, rows=32, steps=300, threshol
 
     from alchemist.train.data import Split
     from alchemist.train.engine import PackTrainer
-    from alchemist.train.pack import prepare
+    from alchemist.train.losses import n_outputs
+    from alchemist.train.runtime import load_trial_data
 
-    dev, prep, train, val = prepare(trial, data_dir, device, threads)
+    dev, prep, train, val = load_trial_data(trial, data_dir, device, threads)
     trainer = PackTrainer([trial], prep, train, val, dev)
     init = trainer.init_loss[0]
-    expected = expected_initial_loss(trainer.loss, prep.n_classes, val.y)
+    expected = expected_initial_loss(trainer.loss, n_outputs(prep.task, trainer.loss, prep.n_classes), val.y)
     # the tiny batch: no regularisation, no augmentation, the trial's model and optimiser
     plain = trial | {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "augment": False, "early_stopping": False}
     tiny = Split(train.X[:rows], train.y[:rows])
     fit = PackTrainer([plain], prep, tiny, tiny, dev)
     idx = torch.arange(len(tiny.y), device=dev).unsqueeze(0)
-    losses = []
-    for _ in range(steps):
-        loss, _ = fit.forward_loss(idx)
-        fit.backward(loss)
-        fit.optimizer_step(probe=False)
-        losses.append(float(loss[0].detach()))
+    losses = [float(fit.step(idx)[0]) for _ in range(steps)]
     report = {
         "initial_loss": {"value": init, "expected": expected, "tolerance": tolerance,
                          "ok": math.isfinite(init) and abs(init - expected) <= tolerance * expected},
@@ -51,6 +47,5 @@ def sanity(trial: dict, data_dir, out_file=None, *, rows=32, steps=300, threshol
     report["advice"] = ("ok" if report["passed"] else
                         "suspect the data or the model code, not the hyperparameters (PB-24)")
     if out_file:
-        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_file).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(out_file, report)
     return report

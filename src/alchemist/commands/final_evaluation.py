@@ -1,4 +1,5 @@
-"""`alchemist final-test`: the one-time test-set evaluation (PB-32), guarded by the lockbox."""
+"""`alchemist final-test`: the one-time test-set evaluation (PB-32), guarded by the lockbox.
+(The module is not named `final_test.py`: test runners would take it for a test file.)"""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confirm", action="store_true", required=True,
                    help="required: you mean to spend the test set (it can be opened once)")
     p.add_argument("--data-dir", type=Path, default=Path("results/data"))
-    p.add_argument("--winner", type=Path, default=Path("results/select/winner.json"),
-                   help="the select stage's winner.json")
-    p.add_argument("--trials-dir", type=Path, default=Path("results/repeat/trials"),
-                   help="trial folders of the repeat stage the winner came from")
+    p.add_argument("--winner", type=Path, default=None,
+                   help="the select stage's winner.json (default: the one under results/)")
+    p.add_argument("--trials-dir", type=Path, default=None,
+                   help="the winner's trial folders (default: those of the stage it was selected from)")
     p.add_argument("--out-dir", type=Path, default=Path("results/test"))
     p.add_argument("--ledger", type=Path, default=Path("results/lockbox/ledger.jsonl"))
     p.add_argument("--unseal-reason", default=None,
@@ -32,14 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
     """The MLflow copy of the ledger; with --no-tracking it is still read (if the store exists)."""
-    from alchemist.track.lockbox_ledger import LockboxLedger
+    from alchemist.track.ledger import LockboxLedger
 
     return LockboxLedger(args.tracking_uri, args.experiment, results, read_only=args.no_tracking)
 
 
 def run(args: argparse.Namespace) -> int:
     from alchemist.atomic import write_text
-    from alchemist.lockbox import format_result, format_status, open_lockbox
+    from alchemist.lockbox.evaluate import format_result, open_lockbox
+    from alchemist.lockbox.policy import format_status
 
     outcome = open_lockbox(data_dir=args.data_dir, winner_file=args.winner,
                            trials_dir=args.trials_dir, out_dir=args.out_dir, ledger=args.ledger,

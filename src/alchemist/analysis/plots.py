@@ -2,15 +2,14 @@
 hyperparameter (log axes for log-scaled settings, PB-27), the coarse → fine narrowing (PB-29),
 the repeat stage's seed spread (PB-31) and the LR range test (PB-13).
 
-The stage "table" is one row per trial: trial_id, status, best_val_metric, best_val_loss, mode,
-params_json (canonical JSON of the trial config) and one `p.<key>` column per flattened setting.
+Figures take the stage table (alchemist.analysis.tables); configurations and their intervals come
+from alchemist.analysis.stats, so a figure's labels are the ids found in every other file.
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
 
 import matplotlib
 
@@ -19,47 +18,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from alchemist.search.select import t_quantile  # noqa: E402
-from alchemist.trial import BOOKKEEPING_KEYS, canonical_json, short_hash  # noqa: E402
+from alchemist.analysis.stats import configurations  # noqa: E402
+from alchemist.analysis.tables import stage_table  # noqa: E402
+from alchemist.trial import BOOKKEEPING_KEYS  # noqa: E402
 
 #: Settings always drawn on a log axis (PB-27); others only when they span > 1.5 decades.
 LOG_KEYS = frozenset({"lr", "weight_decay", "l1"})
 #: Dropout-like settings stay linear whatever their span (PB-27).
 LINEAR_KEYS = frozenset({"dropout", "momentum", "beta1", "beta2", "gamma", "plateau_factor"})
-#: Keys that never describe a configuration (ignored when grouping seeds or plotting).
-_NOT_SETTINGS = BOOKKEEPING_KEYS | {"data", "device", "checkpoint_every"}
-#: Two-sided 95 % Student-t quantiles for 1..10 degrees of freedom (normal beyond).
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become dotted keys; lists become canonical JSON strings."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, prefix=f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = canonical_json(list(value))
-        else:
-            out[name] = value
-    return out
-
-
-def trial_table(stage_dir: Path) -> pd.DataFrame:
-    """The stage table built from `trials/*/summary.json` and `config.json`."""
-    rows = []
-    for summary_path in sorted(Path(stage_dir).glob("trials/*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        cfg_path = summary_path.with_name("config.json")
-        config = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        row = {"trial_id": summary.get("trial_id", summary_path.parent.name)}
-        for key in ("status", "best_val_metric", "best_val_loss", "mode"):
-            row[key] = summary.get(key)
-        row["params_json"] = canonical_json(config)
-        row.update({f"p.{k}": v for k, v in flatten(config).items()})
-        rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else
-                        ["trial_id", "status", "best_val_metric", "best_val_loss", "mode", "params_json"])
+#: Keys never drawn as a hyperparameter (places, execution, and the seed: PB-31 repeats it).
+_NOT_SETTINGS = BOOKKEEPING_KEYS | {"data", "device", "checkpoint_every", "seed"}
 
 
 def _varying_params(table: pd.DataFrame) -> list[str]:
@@ -154,9 +122,11 @@ def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_
     return _save(fig, out_png)
 
 
-def narrowing(coarse_table: pd.DataFrame, fine_table: pd.DataFrame, out_png: Path) -> Path:
-    """Per hyperparameter: the values tried in the coarse stage vs the (narrower) fine stage."""
-    both = pd.concat([coarse_table.assign(_stage="coarse"), fine_table.assign(_stage="fine")],
+def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Path,
+              names: tuple[str, str]) -> Path:
+    """Per hyperparameter: the values tried in the earlier (wide) stage vs the narrowed stage;
+    `names` are the two stages' names from the config."""
+    both = pd.concat([wide_table.assign(_stage=names[0]), narrow_table.assign(_stage=names[1])],
                      ignore_index=True)
     params = _varying_params(both)
     fig, axes = _grid(max(1, len(params)), height=2.2)
@@ -165,7 +135,7 @@ def narrowing(coarse_table: pd.DataFrame, fine_table: pd.DataFrame, out_png: Pat
     for ax, col in zip(axes, params):
         numeric = _is_numeric(both[col])
         cats = sorted(both[col].dropna().astype(str).unique())
-        for y, stage in enumerate(("coarse", "fine")):
+        for y, stage in enumerate(names):
             vals = both.loc[both["_stage"] == stage, col].dropna()
             x = (pd.to_numeric(vals) if numeric
                  else vals.astype(str).map({c: i for i, c in enumerate(cats)}))
@@ -176,50 +146,24 @@ def narrowing(coarse_table: pd.DataFrame, fine_table: pd.DataFrame, out_png: Pat
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks([0, 1], ["coarse", "fine"])
+        ax.set_yticks([0, 1], list(names))
         ax.set_ylim(-0.6, 1.6)
         ax.set_title(col[2:])
-    fig.suptitle("coarse → fine: ranges searched (PB-29)")
+    fig.suptitle(f"{names[0]} → {names[1]}: ranges searched (PB-29)")
     return _save(fig, out_png)
 
 
-def config_key(params_json: str) -> str:
-    """Short id of a configuration regardless of its seed (groups the repeats of PB-31)."""
-    cfg = json.loads(params_json)
-    return short_hash({k: v for k, v in cfg.items() if k not in _NOT_SETTINGS | {"seed"}}, 8)
-
-
-def _with_config(table_df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    return table_df.assign(config=table_df["params_json"].map(config_key),
-                           value=pd.to_numeric(table_df[metric], errors="coerce"))
-
-
-def seed_groups(table_df: pd.DataFrame, metric: str = "best_val_metric") -> pd.DataFrame:
-    """Per configuration (settings minus seed): n, mean, std and 95 % CI half-width of metric."""
-    df = _with_config(table_df, metric)
-    out = df.groupby("config", sort=True)["value"].agg(["count", "mean", "std"]).reset_index()
-    out = out.rename(columns={"count": "n"})
-    # the same Student-t interval as the seeds table and the winner (alchemist.search.select)
-    t = out["n"].map(lambda n: t_quantile(0.95, n - 1) if n >= 2 else np.nan)
-    out["ci95"] = (t * out["std"] / np.sqrt(out["n"].clip(lower=1))).where(out["n"] > 1)
-    return out
-
-
-def seed_spread(repeat_table: pd.DataFrame, out_png: Path, metric: str = "best_val_metric") -> Path:
-    """Per configuration: each seed's metric as a point, with mean ± 95 % CI (PB-31)."""
-    groups = seed_groups(repeat_table, metric)
-    df = _with_config(repeat_table, metric)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 3.8))
+def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0.95) -> Path:
+    """Per configuration: each seed's best_val_metric as a point, with mean ± CI (PB-31)."""
+    configs = [c for c in configurations(repeat_table.itertuples(index=False), confidence) if c["n"]]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(configs) + 2), 3.8))
     rng = np.random.default_rng(0)
-    for i, row in groups.iterrows():
-        vals = df.loc[df["config"] == row["config"], "value"].dropna()
-        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=16, alpha=0.7, color="C0")
-        ci = 0.0 if pd.isna(row["ci95"]) else row["ci95"]
-        ax.errorbar(i + 0.3, row["mean"], yerr=ci, fmt="o", color="C3", capsize=4)
-    ax.set_xticks(range(len(groups)), [f"{c}\n(n={n})" for c, n in zip(groups["config"], groups["n"])],
-                  fontsize=8)
-    ax.set_ylabel(metric)
-    ax.set_title("seed spread: each seed, mean ± 95% CI (PB-31)", fontsize=10)
+    for i, c in enumerate(configs):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, c["n"]), c["values"], s=16, alpha=0.7, color="C0")
+        ax.errorbar(i + 0.3, c["mean"], yerr=c["ci_half_width"] or 0.0, fmt="o", color="C3", capsize=4)
+    ax.set_xticks(range(len(configs)), [f"{c['config_id']}\n(n={c['n']})" for c in configs], fontsize=8)
+    ax.set_ylabel("best_val_metric")
+    ax.set_title(f"seed spread: each seed, mean ± {confidence:.0%} CI (PB-31)", fontsize=10)
     ax.grid(alpha=0.3)
     return _save(fig, out_png)
 
@@ -254,15 +198,16 @@ def stage_plots(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None 
     (`{"suggested_lr": x}`).
     """
     stage_dir, out_dir = Path(stage_dir), Path(out_dir)
-    table = trial_table(stage_dir)
+    table = stage_table(stage_dir)
     made = []
     if len(table):
         made.append(metric_vs_params(table, out_dir / "metric_vs_params.png", title=stage_dir.name))
         if previous_stage_dir is not None:
-            previous = trial_table(Path(previous_stage_dir))
+            previous = stage_table(Path(previous_stage_dir))
             if len(previous):
-                made.append(narrowing(previous, table, out_dir / "narrowing.png"))
-        if (seed_groups(table)["n"] > 1).any():
+                made.append(narrowing(previous, table, out_dir / "narrowing.png",
+                                      (Path(previous_stage_dir).name, stage_dir.name)))
+        if table.groupby("config_id")["trial_id"].count().gt(1).any():
             made.append(seed_spread(table, out_dir / "seed_spread.png"))
     lr_path = stage_dir / "lr_find.parquet"
     if lr_path.exists():

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from alchemist.track import BackendUnavailable, connect, default_tracking_uri, retry, sqlite_path
+from alchemist.track.backend import BackendUnavailable, connect, default_tracking_uri, retry, sqlite_path
 from alchemist.trial import canonical_json
 
 KIND, SOURCE, EVENT = "alchemist.kind", "alchemist.lockbox.source", "alchemist.lockbox.event"

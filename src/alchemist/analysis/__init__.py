@@ -1,0 +1,1 @@
+"""After training: statistics, stage tables, aggregation, selection and figures (no torch, no mlflow)."""

@@ -1,0 +1,107 @@
+"""The MLflow backend: the URI, a health check that tells an outage from a busy server, retries
+of transient errors, and the client + experiment. The ONLY place that imports mlflow (lazily)
+besides the sync and the lockbox's MLflow ledger, which get it from here."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from alchemist.atomic import file_lock
+
+_TRANSIENT = re.compile(r"database is locked|connection|timed out|timeout|temporarily|deadlock|"
+                        r"queuepool|max retries|busy|\b(?:429|502|503|504)\b")
+
+
+class BackendUnavailable(RuntimeError):
+    """The tracking backend cannot be reached (server down, store not writable)."""
+
+
+def default_tracking_uri(results_dir: Path) -> str:
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_backend(tracking_uri: str, timeout: float = 5.0, attempts: int = 4) -> None:
+    """Raise BackendUnavailable unless the backend answers (HTTP `/health`, SQLite folder).
+
+    A refused connection means the server is down: fail at once. A timeout means it is busy
+    (e.g. many syncs at once on a loaded machine): ask again with doubled patience, so a slow
+    but healthy server (5+10+20+40 s by default) is not mistaken for an outage."""
+    if urllib.parse.urlparse(tracking_uri).scheme in ("http", "https"):
+        url = tracking_uri.rstrip("/") + "/health"
+        for attempt in range(attempts):
+            wait = timeout * 2 ** attempt
+            try:  # urlopen raises HTTPError (an OSError) on any status >= 400
+                urllib.request.urlopen(url, timeout=wait).close()
+                break
+            except (OSError, ValueError) as err:
+                slow = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None),
+                                                                   TimeoutError)
+                if not slow or attempt == attempts - 1:
+                    raise BackendUnavailable(f"tracking server {tracking_uri} unreachable: "
+                                             f"{getattr(err, 'reason', err)}") from err
+                print(f"alchemist.track: {url} gave no answer in {wait:g} s, asking again",
+                      file=sys.stderr)
+    if (db := sqlite_path(tracking_uri)) is not None:
+        with contextlib.suppress(OSError):
+            db.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise BackendUnavailable(f"SQLite store {db} is not writable")
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # telemetry raced logging calls offline
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # and its extra GET
+    import mlflow
+    return mlflow
+
+
+def retry(fn, *args, attempts: int = 8, **kwargs):
+    """Call fn, retrying transient errors with jittered exponential backoff (≤ ~40 s)."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - MLflow raises many types
+            text = f"{type(err).__name__}: {err}"
+            if attempt == attempts - 1 or not _TRANSIENT.search(text.lower()):
+                raise
+            print(f"alchemist.track: retry {attempt + 1}/{attempts - 1} after {text[:160]}",
+                  file=sys.stderr)
+            time.sleep(min(8.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.5))
+
+
+def connect(tracking_uri: str, name: str) -> tuple:
+    """(MlflowClient, experiment id). MlflowClient() creates/migrates a SQLite schema and racing
+    first uses corrupt it: construction and experiment creation run under a lock beside the DB."""
+    check_backend(tracking_uri)
+    mlflow = _mlflow()
+    db = sqlite_path(tracking_uri)
+    if db:  # ~1.5 s of imports: outside the lock, so waiting processes do not queue for it
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    location = (db.parent / "mlartifacts").as_uri() if db else None  # no ./mlruns in cwd
+    with file_lock(db.with_name(db.name + ".lock")) if db else contextlib.nullcontext():
+        client = retry(mlflow.MlflowClient, tracking_uri)
+        for _ in range(5):
+            exp = retry(client.get_experiment_by_name, name)
+            if exp is not None:
+                if exp.lifecycle_stage == "deleted":
+                    retry(client.restore_experiment, exp.experiment_id)
+                return client, exp.experiment_id
+            try:
+                return client, retry(client.create_experiment, name, artifact_location=location)
+            except Exception as err:  # noqa: BLE001 - another process created it first
+                if "already exists" not in str(err).lower():
+                    raise
+    raise RuntimeError(f"could not find or create MLflow experiment {name!r}")

@@ -1,0 +1,207 @@
+"""The package's shape (issue 11): no import cycle, the layer rules, one definition of the training
+defaults, and rerun triggers computed from each command's import closure."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alchemist import provenance
+from alchemist.trial import TRIAL_DEFAULTS
+from conftest import REPO, Workflow, nothing_to_do
+
+SRC = REPO / "src" / "alchemist"
+
+
+def _module(path: Path) -> str:
+    parts = ["alchemist", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every module name a file imports (third-party too), anywhere in the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+FILES = {_module(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (lazily or not), as provenance reads them."""
+    return {m: {n for n in provenance.imports_of(p) if n in FILES and n != m} for m, p in FILES.items()}
+
+
+def test_no_import_cycle():
+    graph, state, cycles = _graph(), {}, []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, cycles
+
+
+@pytest.mark.parametrize("room, forbidden", [
+    ("alchemist.train", ("mlflow", "snakemake", "optuna", "alchemist.track", "alchemist.search",
+                         "alchemist.lockbox", "alchemist.dag")),
+    ("alchemist.search", ("torch", "mlflow", "alchemist.train", "alchemist.track")),
+    ("alchemist.analysis", ("torch", "mlflow", "alchemist.train", "alchemist.track")),
+    ("alchemist.data", ("torch", "mlflow", "snakemake", "alchemist.train", "alchemist.track")),
+    ("alchemist.lockbox", ("mlflow", "snakemake")),
+])
+def test_rooms_never_import_what_they_must_not_know(room, forbidden):
+    bad = [(m, n) for m, p in FILES.items() if m == room or m.startswith(room + ".")
+           for n in _all_imports(p) if any(n == f or n.startswith(f + ".") for f in forbidden)]
+    assert not bad, bad
+
+
+def test_only_track_imports_mlflow():
+    importers = sorted(m for m, p in FILES.items()
+                       if any(n == "mlflow" or n.startswith("mlflow.") for n in _all_imports(p)))
+    assert importers and all(m.startswith("alchemist.track.") for m in importers), importers
+
+
+def test_only_the_lockbox_reads_the_test_split():
+    """`test.parquet` is named by the lockbox's evaluation (the one read) and by the guard, which
+    only compares its size; no other module names it."""
+    naming = sorted(m for m, p in FILES.items() if "test.parquet" in p.read_text())
+    assert naming == ["alchemist.data.guard", "alchemist.lockbox.evaluate"], naming
+    assert "read_parquet" not in FILES["alchemist.data.guard"].read_text()
+
+
+def test_files_stay_between_50_and_350_lines_and_no_catch_all():
+    sizes = {m: len(p.read_text().splitlines()) for m, p in FILES.items()}
+    assert not [m for m, n in sizes.items() if n > 350], sizes
+    assert not [m for m in FILES if m.rsplit(".", 1)[-1] in ("utils", "helpers", "misc", "common")]
+
+
+def test_schema_training_defaults_equal_the_one_definition():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    train = schema["properties"]["train"]["properties"]
+    assert set(train) == set(TRIAL_DEFAULTS)
+    assert {k: spec.get("default") for k, spec in train.items()} == TRIAL_DEFAULTS
+
+
+def test_closure_follows_lazy_imports_and_digest_follows_content(tmp_path, monkeypatch):
+    pkg = tmp_path / "alchemist"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from alchemist.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from . import c\n")
+    (pkg / "sub" / "c.py").write_text("x = 1\n")
+    (pkg / "unused.py").write_text("y = 2\n")
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
+    files = provenance.closure("alchemist.a")
+    assert [f.relative_to(pkg).as_posix() for f in files] == [
+        "__init__.py", "a.py", "sub/__init__.py", "sub/b.py", "sub/c.py"]
+    before = provenance.digest(files)
+    import os
+
+    os.utime(pkg / "sub" / "c.py", (1, 1))
+    (pkg / "unused.py").write_text("y = 3\n")
+    assert provenance.digest(provenance.closure("alchemist.a")) == before
+    (pkg / "sub" / "c.py").write_text("x = 2\n")
+    assert provenance.digest(provenance.closure("alchemist.a")) != before
+
+
+# ------------------------------------------------------------------ rerun triggers, end to end
+#: the command each rule of `rule all` runs (workflow/rules/*.smk)
+RULE_COMMAND = {"prepare_data": "prep", "plan_round": "plan", "train_pack": "train",
+                "aggregate_round": "aggregate", "aggregate_stage": "aggregate",
+                "select_winner": "select", "plot_stage": "plot", "lr_find": "lr-find",
+                "sanity_check": "sanity", "lockbox_status": "lockbox", "track_stage": "sync"}
+
+
+def _scheduled(out: str) -> set[str]:
+    """Rules a dry run schedules (for any reason)."""
+    return set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out, re.M)) - {"all"}
+
+
+def _code_changed(wf: Workflow, monkeypatch) -> set[str]:
+    """Rules with a job whose recorded params (Snakemake's metadata) lack the digest of its
+    command's closure in the workflow's copy of the package: their code trigger changed."""
+    import json
+
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", (wf.root / "src" / "alchemist").resolve())
+    changed = set()
+    for path in (wf.root / ".snakemake/metadata").iterdir():
+        record = json.loads(path.read_text())
+        command = RULE_COMMAND.get(record["rule"])
+        if command and repr(provenance.command_digest(command)) not in record["params"]:
+            changed.add(record["rule"])
+    monkeypatch.undo()
+    return changed
+
+
+def _rules_run(wf: Workflow) -> set[str]:
+    """Rules whose jobs made the current outputs (Snakemake's metadata records each output's rule)."""
+    import json
+
+    return {json.loads(p.read_text())["rule"] for p in (wf.root / ".snakemake/metadata").iterdir()}
+
+
+@pytest.fixture(scope="module")
+def tiny_with_src(tmp_path_factory):
+    """A completed tiny pipeline whose jobs run the package copied beside its Snakefile."""
+    wf = Workflow(tmp_path_factory.mktemp("arch") / "wf")
+    config = wf.config
+    config["data"]["source"] = "sklearn:iris"
+    config["train"].update({"hidden": [8], "epochs": 2, "early_stopping": False})
+    config["search"].update(pack_size=4, space={"lr": {"log_uniform": [1e-3, 1e-1]}}, stages=[
+        {"name": "coarse", "kind": "search", "sampler": "random", "trials": 4, "data": "train_coarse"},
+        {"name": "again", "kind": "repeat", "from": "coarse", "top_n": 1, "seeds": 2},
+        {"name": "pick", "kind": "select", "from": "again"}])
+    config["mlflow"]["enabled"] = False
+    wf.write_config(config)
+    wf.run()
+    wf.rules = _rules_run(wf)
+    assert {"train_pack", "plot_stage", "lr_find"} <= wf.rules, wf.rules
+    return wf
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, some_expected", [
+    ("train/losses.py", {"train_pack", "lr_find", "sanity_check"}),
+    ("analysis/plots.py", {"plot_stage", "lr_find"}),
+    ("analysis/stats.py", {"plan_round", "aggregate_stage", "select_winner", "plot_stage"}),
+    ("lockbox/policy.py", {"lockbox_status"}),
+    ("dag.py", set()),                    # the Snakefile's helper: no job runs it
+])
+def test_an_edit_reruns_exactly_the_jobs_whose_command_imports_it(tiny_with_src, module, some_expected,
+                                                                   monkeypatch):
+    wf = tiny_with_src
+    importers = {rule for rule, command in RULE_COMMAND.items() if rule in wf.rules and module in {
+        f.relative_to(provenance.PACKAGE_DIR).as_posix() for f in provenance.command_files(command)}}
+    assert some_expected <= importers and (importers or not some_expected)
+    assert _code_changed(wf, monkeypatch) == set()
+    path = wf.root / "src" / "alchemist" / module
+    original = path.read_text()
+    try:
+        path.write_text(original + "# an edit\n")
+        assert _code_changed(wf, monkeypatch) == importers
+        proc = wf.run("-n")
+        if importers:   # each importer's jobs rerun (a downstream one reports its input as reason)
+            assert importers <= _scheduled(proc.stdout), proc.stdout[-3000:]
+        else:
+            assert nothing_to_do(proc), proc.stdout[-3000:]
+    finally:
+        path.write_text(original)
+    assert nothing_to_do(wf.run("-n"))
