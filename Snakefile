@@ -30,6 +30,10 @@ DATA = f"{RESULTS}/data"
 STAGES = dag.stages(config)  # search.stages, parsed (name → Stage)
 TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
+TRACKING = bool(config["mlflow"]["enabled"])
+# The search's chain (prep → plan → train → aggregate → plan … → select) goes first whenever a
+# core frees up; bookkeeping (diagnostics, figures, MLflow) fills the cores it leaves idle.
+CRITICAL = 10
 
 
 # Cheap bookkeeping runs on the submitting host, not as cluster jobs (each SLURM job costs
@@ -39,15 +43,13 @@ localrules:
     aggregate_round,
     aggregate_stage,
     select_winner,
-    plot_stage,
-    track_stage,
+    publish_stage,
     lockbox_status,
 
 
 wildcard_constraints:
     stage="|".join(TRAINING) or "no-stage",
     select="|".join(SELECTS) or "no-select",
-    tracked="|".join([*TRAINING, "diagnostics"]),
     round=r"\d+",
     pack=r"[0-9a-f]+",
 
@@ -71,5 +73,4 @@ rule all:
         expand(f"{RESULTS}/{{select}}/winner.json", select=SELECTS),
         expand(f"{RESULTS}/plots/{{stage}}", stage=TRAINING),
         f"{RESULTS}/lockbox/status.txt",
-        expand(f"{RESULTS}/{{tracked}}/mlflow_sync.json",
-               tracked=[*TRAINING, "diagnostics"] if config["mlflow"]["enabled"] else []),
+        expand(f"{RESULTS}/{{stage}}/mlflow_sync.json", stage=TRAINING if TRACKING else []),

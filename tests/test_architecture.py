@@ -126,8 +126,8 @@ def test_closure_follows_lazy_imports_and_digest_follows_content(tmp_path, monke
 #: the command each rule of `rule all` runs (workflow/rules/*.smk)
 RULE_COMMAND = {"prepare_data": "prep", "plan_round": "plan", "train_pack": "train",
                 "aggregate_round": "aggregate", "aggregate_stage": "aggregate",
-                "select_winner": "select", "plot_stage": "plot", "lr_find": "lr-find",
-                "sanity_check": "sanity", "lockbox_status": "lockbox", "track_stage": "sync"}
+                "select_winner": "select", "publish_stage": "publish", "diagnostics": "diagnostics",
+                "lockbox_status": "lockbox"}
 
 
 def _scheduled(out: str) -> set[str]:
@@ -173,15 +173,15 @@ def tiny_with_src(tmp_path_factory):
     wf.write_config(config)
     wf.run()
     wf.rules = _rules_run(wf)
-    assert {"train_pack", "plot_stage", "lr_find"} <= wf.rules, wf.rules
+    assert {"train_pack", "publish_stage", "diagnostics"} <= wf.rules, wf.rules
     return wf
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module, some_expected", [
-    ("train/losses.py", {"train_pack", "lr_find", "sanity_check"}),
-    ("analysis/plots.py", {"plot_stage", "lr_find"}),
-    ("analysis/stats.py", {"plan_round", "aggregate_stage", "select_winner", "plot_stage"}),
+    ("train/losses.py", {"train_pack", "diagnostics"}),
+    ("analysis/plots.py", {"publish_stage", "diagnostics"}),
+    ("analysis/stats.py", {"plan_round", "aggregate_stage", "select_winner", "publish_stage"}),
     ("lockbox/policy.py", {"lockbox_status"}),
     ("dag.py", set()),                    # the Snakefile's helper: no job runs it
 ])

@@ -178,7 +178,7 @@ def test_only_final_test_takes_the_test_split(opened):
     jobs = jobs_and_inputs(opened.pipeline_log) + jobs_and_inputs(opened.final_log)
     rules = {rule for rule, _ in jobs}
     assert {"prepare_data", "plan_round", "train_pack", "aggregate_stage", "select_winner",
-            "lr_find", "sanity_check", "final_test"} <= rules
+            "diagnostics", "final_test"} <= rules
     readers = {rule for rule, inputs in jobs if "test.parquet" in inputs}
     assert readers == {"final_test"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from alchemist.track import backend, sync
+from alchemist.track import backend
 from mlflow_fixtures import assert_complete, make_prep, make_stage, run_at_once
 
 pytestmark = pytest.mark.slow

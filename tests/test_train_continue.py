@@ -164,7 +164,7 @@ def test_pack_checkpoint_of_a_continued_pack_resumes_exactly(runs, digits_dir): 
 
     saved = []
 
-    def save(tr):
+    def save(tr, force=False):
         if tr.epoch == 1:
             buf = io.BytesIO()
             torch.save(ckpt.trainer_state(tr), buf)

@@ -89,3 +89,24 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(reference, digits_dir, tmp_pa
     rerun = subprocess.run(command(spec, digits_dir, out), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert_bitwise_equal(metrics(out), expected)
+
+
+def test_checkpoints_are_throttled_by_their_cost_but_never_when_forced():
+    """A save is declined while the time since the last one is under RATIO x its cost (so a
+    fast epoch does not pay an fsync'd checkpoint each time); SIGTERM's forced save never is."""
+    import time
+
+    from alchemist.train.checkpoint import Throttle
+
+    saved = []
+
+    def slow_save(tr):
+        time.sleep(0.02)
+        saved.append(tr)
+
+    throttle = Throttle(slow_save)
+    assert throttle("e1") is True                       # the first offer is always taken
+    assert throttle("e2") is False                      # 0 s since, the last one cost 20 ms
+    assert throttle("e3", force=True) is True           # SIGTERM
+    time.sleep(Throttle.RATIO * 0.025)
+    assert throttle("e4") is True and saved == ["e1", "e3", "e4"]

@@ -6,6 +6,7 @@ The Snakefile's parse-time checks (this plus a dry run of the data) are alchemis
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from pathlib import Path
 
@@ -20,19 +21,25 @@ def _key_path(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+@functools.lru_cache(maxsize=4)
 def _validator(schema_path: Path):
-    """A validator that resolves `$ref`s to sibling schema files, as Snakemake's `validate` does."""
+    """A validator that resolves `$ref`s to sibling schema files, as Snakemake's `validate` does
+    (built once per process: the schema is read with libyaml when PyYAML has it)."""
     import jsonschema
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
     def retrieve(uri: str):
         path = Path(uri.removeprefix("file://"))
-        return DRAFT202012.create_resource(yaml.safe_load(path.read_text()))
+        return DRAFT202012.create_resource(_load_yaml(path.read_text()))
 
-    schema = yaml.safe_load(schema_path.read_text())
+    schema = _load_yaml(schema_path.read_text())
     schema["$id"] = schema_path.resolve().as_uri()
     return jsonschema.Draft202012Validator(schema, registry=Registry(retrieve=retrieve))
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def schema_error_line(config: dict, schema_path: Path = SCHEMA) -> str | None:
@@ -54,8 +61,42 @@ def schema_error_line(config: dict, schema_path: Path = SCHEMA) -> str | None:
     return f"config key '{_key_path(error)}': {error.message}"
 
 
+def _errors(errors):
+    for error in errors:
+        yield error
+        yield from _errors(error.context or ())
+
+
+def coerce_strings(config: dict, schema_path: Path = SCHEMA) -> dict:
+    """Snakemake 9 hands nested `--config` values over as strings (`--config mlflow='{enabled:
+    false}'` gives 'false'): a string the schema refuses is read as YAML, in place, when that
+    gives another value (a bool, number, null or list). Strings the schema accepts stay."""
+    validator = _validator(schema_path)
+    for _ in range(100):                          # each pass fixes every value it can reach
+        changed = False
+        for error in _errors(validator.iter_errors(config)):
+            if not isinstance(error.instance, str) or not error.absolute_path:
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            *parents, last = error.absolute_path
+            holder = config
+            for key in parents:
+                holder = holder[key]
+            if isinstance(value, str) or holder[last] != error.instance:
+                continue
+            holder[last], changed = value, True
+        if not changed:
+            return config
+    return config
+
+
 def validate(config: dict, schema_path: Path = SCHEMA) -> dict:
-    """Validate `config` in place against the schema, filling defaults; raise UserError."""
+    """Validate `config` in place against the schema, filling defaults; raise UserError. Strings
+    from nested `--config` values are first read as the types the schema expects."""
+    coerce_strings(config, schema_path)
     line = schema_error_line(config, schema_path)
     if line:
         raise UserError(line)

@@ -9,6 +9,7 @@ rule aggregate_round:
     params:
         code=dag.command_digest("aggregate"),
         trials=f"{RESULTS}/{{stage}}/trials",
+    priority: CRITICAL
     log:
         f"{RESULTS}/logs/aggregate/{{stage}}_round{{round}}.log",
     conda:
@@ -29,6 +30,7 @@ rule aggregate_stage:
     params:
         code=dag.command_digest("aggregate"),
         trials=f"{RESULTS}/{{stage}}/trials",
+    priority: CRITICAL
     log:
         f"{RESULTS}/logs/aggregate/{{stage}}.log",
     conda:
@@ -47,6 +49,7 @@ rule select_winner:
         code=dag.command_digest("select"),
         confidence=lambda wc: STAGES[wc.select].confidence,
         source=lambda wc: STAGES[wc.select].source,
+    priority: CRITICAL
     log:
         f"{RESULTS}/logs/{{select}}.log",
     conda:

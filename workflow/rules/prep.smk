@@ -16,6 +16,7 @@ rule prepare_data:
     params:
         code=dag.command_digest("prep"),
         data=dag.params_json(config["data"]),
+    priority: CRITICAL
     log:
         f"{RESULTS}/logs/prepare_data.log",
     conda:

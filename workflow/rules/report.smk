@@ -1,48 +1,37 @@
-# What people look at: MLflow runs (synced from the files after each stage; an unreachable
-# server never fails the sweep — `alchemist sync` backfills later), figures, and the
-# `snakemake --report results/report.html` page (leaderboards, figures, lockbox status).
+# What people look at, one bookkeeping job per stage (`alchemist publish`): the stage's figures,
+# drawn once, then the stage synced to MLflow with them (an unreachable server never fails the
+# sweep — `alchemist sync` backfills later). Bookkeeping runs at the default priority, below the
+# search (CRITICAL), so a free core goes to training first. `snakemake --report` shows the
+# leaderboards, figures and lockbox status.
 
 
-def _tracked_input(wildcards):
-    if wildcards.tracked == "diagnostics":
-        return [f"{RESULTS}/diagnostics/lr_find.parquet", f"{RESULTS}/diagnostics/lr_find.json"]
-    return [f"{RESULTS}/{wildcards.tracked}/trials.parquet"]
+def _publish_outputs(stage_figures: bool) -> dict:
+    out = {"marker": f"{RESULTS}/{{stage}}/mlflow_sync.json"} if TRACKING else {}
+    if stage_figures:
+        out["figures"] = report(directory(f"{RESULTS}/plots/{{stage}}"), patterns=["{name}.png"],
+                                category="Figures", subcategory="{stage}",
+                                caption="../report/figures.rst")
+    return out
 
 
-rule track_stage:
-    input:
-        files=_tracked_input,
-    output:
-        f"{RESULTS}/{{tracked}}/mlflow_sync.json",
-    params:
-        code=dag.command_digest("sync"),
-        tracking=dag.tracking_args(config),
-    log:
-        f"{RESULTS}/logs/track/{{tracked}}.log",
-    conda:
-        ENV
-    shell:
-        "{ALCHEMIST} sync --soft --results {RESULTS} --stage {wildcards.tracked} {params.tracking} "
-        "--marker {output} > {log} 2>&1"
-
-
-rule plot_stage:
+rule publish_stage:
     input:
         table=f"{RESULTS}/{{stage}}/trials.parquet",
+        diagnostics=rules.diagnostics.output,   # synced with the stage (--also)
     output:
-        report(directory(f"{RESULTS}/plots/{{stage}}"), patterns=["{name}.png"],
-               category="Figures", subcategory="{stage}", caption="../report/figures.rst"),
+        **_publish_outputs(stage_figures=True),
     params:
-        code=dag.command_digest("plot"),
+        code=dag.command_digest("publish"),
+        tracking=dag.tracking_args(config),
         previous=lambda wc: f"--previous {RESULTS}/{STAGES[wc.stage].source}" if STAGES[wc.stage].source else "",
-        curves=lambda wc: "--curves" if STAGES[wc.stage].kind == "repeat" else "",   # PB-22
+        marker=lambda wc, output: f"--marker {output.marker} --also diagnostics" if TRACKING else "",
     log:
-        f"{RESULTS}/logs/plot/{{stage}}.log",
+        f"{RESULTS}/logs/publish/{{stage}}.log",
     conda:
         ENV
     shell:
-        "{ALCHEMIST} plot --stage-dir {RESULTS}/{wildcards.stage} --out {output} {params.previous} {params.curves} "
-        "> {log} 2>&1"
+        "{ALCHEMIST} publish --results {RESULTS} --stage {wildcards.stage} --figures-dir {output.figures} "
+        "{params.previous} {params.tracking} {params.marker} > {log} 2>&1"
 
 
 rule lockbox_status:

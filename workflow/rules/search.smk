@@ -26,6 +26,7 @@ checkpoint plan_round:
         config=lambda wc: dag.plan_config(config, wc.stage),
         previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         history=lambda wc, input: f"--history {input.history}" if input.history else "",
+    priority: CRITICAL
     log:
         f"{RESULTS}/logs/plan/{{stage}}_round{{round}}.log",
     conda:

@@ -21,6 +21,7 @@ rule train_pack:
         trials_ids=lambda wc: dag.pack_trials(_plan_of(wc), wc.pack),
         plan=_plan_of,
         trials=f"{RESULTS}/{{stage}}/trials",
+    priority: CRITICAL
     log:
         f"{RESULTS}/logs/train/{{stage}}/round{{round}}_{{pack}}.log",
     conda:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from alchemist.analysis.stats import configurations  # noqa: E402
+from alchemist.analysis.stats import configurations, ranked_configurations  # noqa: E402
 from alchemist.analysis.tables import stage_table  # noqa: E402
 from alchemist.trial import BOOKKEEPING_KEYS  # noqa: E402
 
@@ -61,11 +61,33 @@ def _grid(n: int, width: float = 4.0, height: float = 3.2):
     return fig, list(axes.flat[:n])
 
 
-def _save(fig, out_png: Path, tight: bool = True) -> Path:
+def _log_x(ax, values) -> None:
+    """A log x axis labelled at 1, 2 and 5 per decade (only at powers of ten beyond two decades),
+    as 5e-3 rather than 5×10⁻³, unlabelled minor ticks: labels that never overlap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    vals = pd.to_numeric(values, errors="coerce")
+    vals = vals[vals > 0]
+    wide = len(vals) and math.log10(vals.max() / vals.min()) > 2
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _: f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e")))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _margins(fig, left=1.0, right=0.25, bottom=0.75, top=0.6, wspace=0.4, hspace=0.6) -> None:
+    """Fixed margins in inches (room for tick labels, axis labels and a title). tight_layout
+    draws the whole figure once more to measure it: about half of a figure's cost."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=wspace, hspace=hspace)
+
+
+def _save(fig, out_png: Path, **margins) -> Path:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    if tight:  # ~0.25 s a figure: skipped for the fixed layout of the per-trial curves
-        fig.tight_layout()
+    _margins(fig, **margins)
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
     return out_png
@@ -89,8 +111,7 @@ def learning_curve(metrics_df: pd.DataFrame, out_png: Path, title: str | None = 
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.87, wspace=0.22)
-    return _save(fig, out_png, tight=False)
+    return _save(fig, out_png, wspace=0.22)
 
 
 def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_val_metric",
@@ -106,7 +127,7 @@ def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_
         if _is_numeric(table_df[col]):
             ax.scatter(pd.to_numeric(ok[col]), y, s=18, alpha=0.8)
             if use_log_axis(col[2:], table_df[col]):
-                ax.set_xscale("log")
+                _log_x(ax, table_df[col])
         else:
             cats = sorted(table_df[col].astype(str).unique())
             pos = ok[col].astype(str).map({c: i for i, c in enumerate(cats)})
@@ -143,7 +164,7 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
                 ax.hlines(y, x.min(), x.max(), lw=6, alpha=0.35, color=f"C{y}")
                 ax.plot(x, [y] * len(x), "|", ms=12, color=f"C{y}")
         if numeric and use_log_axis(col[2:], both[col]):
-            ax.set_xscale("log")
+            _log_x(ax, both[col])
         if not numeric:
             ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right", fontsize=8)
         ax.set_yticks([0, 1], list(names))
@@ -215,6 +236,56 @@ def stage_plots(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None 
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         made.append(lr_find(pd.read_parquet(lr_path), meta.get("suggested_lr"),
                             out_dir / "lr_find.png"))
+    return made
+
+
+MAX_CURVES = 200     # a stage figure draws the best this many trials' curves
+
+
+def stage_curves(table: pd.DataFrame, stage_dir: Path, out_png: Path) -> Path | None:
+    """Every trial's validation loss and metric per epoch in one figure (PB-22): thin lines, the
+    best configuration's trials highlighted; the best MAX_CURVES trials when there are more."""
+    frames = []
+    ok = table.assign(_v=pd.to_numeric(table["best_val_metric"], errors="coerce"))
+    mode = "min" if (ok["mode"] == "min").any() else "max"
+    ok = ok.sort_values("_v", ascending=mode == "min", na_position="last").head(MAX_CURVES)
+    for tid in ok["trial_id"]:
+        path = Path(stage_dir) / "trials" / str(tid) / "metrics.parquet"
+        if path.exists():
+            frames.append((str(tid), pd.read_parquet(path, columns=["epoch", "val_loss", "val_metric"])))
+    if not frames:
+        return None
+    best = ranked_configurations(configurations(table.itertuples(index=False)), mode)
+    highlight = set(best[0]["trial_ids"]) if best else set()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for tid, df in frames:
+        df = df.replace([np.inf, -np.inf], np.nan)
+        on = tid in highlight
+        for ax, col in zip(axes, ("val_loss", "val_metric")):
+            ax.plot(df["epoch"], df[col], color="C3" if on else "grey", lw=1.6 if on else 0.6,
+                    alpha=0.9 if on else 0.35, zorder=3 if on else 1)
+    for ax, col in zip(axes, ("val_loss", "val_metric")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+    label = f"best configuration {best[0]['config_id']} in red" if best else "no usable trial"
+    fig.suptitle(f"{Path(stage_dir).name}: learning curves of {len(frames)} trials ({label})", fontsize=10)
+    return _save(fig, out_png)
+
+
+def stage_figures(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None,
+                  curves: bool = False) -> list[Path]:
+    """The stage's figures: stage_plots, the learning curves in one figure and, with `curves`,
+    one learning-curve PNG per trial under curves/."""
+    made = stage_plots(stage_dir, out_dir, previous_stage_dir)
+    table = stage_table(stage_dir)
+    if len(table) and (fig := stage_curves(table, stage_dir, Path(out_dir) / "learning_curves.png")):
+        made.append(fig)
+    if curves:
+        for tid in table["trial_id"] if len(table) else []:
+            trial_dir = Path(stage_dir) / "trials" / str(tid)
+            if (trial_dir / "metrics.parquet").exists():
+                made.append(trial_curve(trial_dir, Path(out_dir) / "curves" / f"{tid}.png"))
     return made
 
 

@@ -41,10 +41,11 @@ def usable_value(status: Any, value: Any) -> float | None:
 
 
 def t_quantile(confidence: float, dof: int) -> float:
-    """Two-sided Student-t critical value, e.g. 2.776 for 95% and 4 degrees of freedom."""
-    from scipy.stats import t
+    """Two-sided Student-t critical value, e.g. 2.776 for 95% and 4 degrees of freedom (the
+    inverse CDF scipy.stats.t.ppf calls, without importing scipy.stats: 0.3 s instead of 1.2)."""
+    from scipy.special import stdtrit
 
-    return float(t.ppf(0.5 + confidence / 2, dof))
+    return float(stdtrit(dof, 0.5 + confidence / 2))
 
 
 def summarise_values(values: list[float], confidence: float = 0.95) -> dict[str, Any]:

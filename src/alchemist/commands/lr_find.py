@@ -17,17 +17,22 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    run_lr_find(trial_from_args(args.trial, args.set), args)
+    return 0
+
+
+def run_lr_find(trial: dict, args) -> dict:
+    """The range test on `trial`; writes lr_find.{parquet,png,json} under --out-dir."""
     from alchemist.analysis.plots import lr_find as plot_lr_find
     from alchemist.atomic import replacing, write_json
     from alchemist.train.lr_find import lr_find
 
-    table, result = lr_find(trial_from_args(args.trial, args.set), args.data_dir,
-                            min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
-                            device=args.device, threads=args.threads)
+    table, result = lr_find(trial, args.data_dir, min_lr=args.min_lr, max_lr=args.max_lr,
+                            steps=args.steps, device=args.device, threads=args.threads)
     out = Path(args.out_dir)
     with replacing(out / "lr_find.parquet") as tmp:
         table.to_parquet(tmp, index=False)
     plot_lr_find(table, result["suggested_lr"], out / "lr_find.png")
     write_json(out / "lr_find.json", result)
-    print(f"suggested lr: {result['suggested_lr']}")
-    return 0
+    print(f"suggested lr: {result['suggested_lr']}", flush=True)
+    return result

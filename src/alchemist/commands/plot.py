@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 HELP = ("Draw a stage's figures: metric vs each hyperparameter, coarse → fine narrowing, seed "
-        "spread, LR range test, and (with --curves) every trial's learning curve (PB-22).")
+        "spread, LR range test, the stage's learning curves in one figure and (with --curves) "
+        "one learning-curve PNG per trial (PB-22).")
 
 
 def add_arguments(p) -> None:
@@ -27,10 +28,7 @@ def run(args) -> int:
         raise UserError(f"stage folder {args.stage_dir} does not exist")
     if args.previous is not None and not args.previous.is_dir():
         raise UserError(f"--previous folder {args.previous} does not exist")
-    made = plots.stage_plots(args.stage_dir, args.out, args.previous)
-    if args.curves:
-        for metrics in sorted(args.stage_dir.glob("trials/*/metrics.parquet")):
-            made.append(plots.trial_curve(metrics.parent, args.out / "curves" / f"{metrics.parent.name}.png"))
+    made = plots.stage_figures(args.stage_dir, args.out, args.previous, curves=args.curves)
     for path in made:
         print(path)
     if args.manifest is not None:

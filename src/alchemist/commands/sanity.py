@@ -15,11 +15,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    report = run_sanity(trial_from_args(args.trial, args.set), args)
+    return 1 if args.strict and not report["passed"] else 0
+
+
+def run_sanity(trial: dict, args) -> dict:
+    """The checks on `trial`; writes the JSON report to --out."""
     import json
 
     from alchemist.train.sanity import sanity
 
-    report = sanity(trial_from_args(args.trial, args.set), args.data_dir, args.out, rows=args.rows,
-                    steps=args.steps, device=args.device, threads=args.threads)
-    print(json.dumps({k: report[k] for k in ("passed", "advice")}))
-    return 1 if args.strict and not report["passed"] else 0
+    report = sanity(trial, args.data_dir, args.out, rows=args.rows, steps=args.steps,
+                    device=args.device, threads=args.threads)
+    print(json.dumps({k: report[k] for k in ("passed", "advice")}), flush=True)
+    return report

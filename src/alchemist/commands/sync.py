@@ -6,14 +6,13 @@ it an unreachable backend is one error line and exit 1.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from alchemist.atomic import write_text
+from alchemist.atomic import write_json
 
 HELP = ("Sync results/<stage>/trials/* into MLflow: a parent run per stage, a child run per "
         "trial (idempotent, keyed by trial id). --soft never fails (pipeline rule).")
@@ -43,7 +42,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from alchemist.errors import UserError
-    from alchemist.track.backend import BackendUnavailable, default_tracking_uri
     from alchemist.track.sync import sync_all, sync_stage
 
     if not args.results.is_dir():
@@ -53,18 +51,30 @@ def run(args) -> int:
         raise UserError(f"no stage folder {', '.join(missing)} under {args.results}")
     if args.trial and len(args.stage or []) != 1:
         raise UserError("--trial needs exactly one --stage")
-    uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-           or default_tracking_uri(args.results))
+    uri = tracking_uri(args)
     common = dict(experiment=args.experiment, data_dir=args.data_dir or args.results / "data",
                   plots_dir=args.plots_dir)
     if args.trial:
-        sync = sync_stage
-        common.update(stage_dir=args.results / args.stage[0], trial_ids=set(args.trial))
-    else:
-        sync = sync_all
-        common.update(results_dir=args.results, stages=args.stage)
+        return guarded(lambda: sync_stage(args.results / args.stage[0], tracking_uri=uri,
+                                          trial_ids=set(args.trial), **common), args, uri)
+    return guarded(lambda: sync_all(args.results, tracking_uri=uri, stages=args.stage, **common),
+                   args, uri)
+
+
+def tracking_uri(args) -> str:
+    from alchemist.track.backend import default_tracking_uri
+
+    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results)
+
+
+def guarded(sync, args, uri: str) -> int:
+    """Run `sync()`; report what it did and write the marker. With --soft any failure is one
+    warning (with the backfill command), a marker `synced: false` and exit 0; without, an
+    unreachable backend is one error line and exit 1."""
+    from alchemist.track.backend import BackendUnavailable
+
     try:
-        reports = sync(tracking_uri=uri, **common)
+        reports = sync()
     except Exception as err:  # noqa: BLE001 - in --soft mode tracking never stops the sweep
         if not (args.soft or isinstance(err, BackendUnavailable)):
             raise
@@ -89,4 +99,4 @@ def run(args) -> int:
 def write_marker(marker: Path | None, **content) -> None:
     """Atomically write the sync marker JSON (the sync rule's output)."""
     if marker is not None:
-        write_text(marker, json.dumps(content, indent=1, sort_keys=True) + "\n")
+        write_json(marker, content)

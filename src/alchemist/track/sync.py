@@ -10,44 +10,19 @@ import json
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from alchemist.analysis import plots
-from alchemist.analysis.tables import flatten, stage_table
+from alchemist.analysis.tables import stage_table
 from alchemist.atomic import file_lock
 from alchemist.track.backend import connect, default_tracking_uri, retry
-from alchemist.trial import canonical_json, pack_key
+from alchemist.track.trial_runs import (DIGEST, KIND, STAGE, SYNC_VERSION, TRIAL, SyncReport,
+                                        files_digest, sync_trials)
+from alchemist.track.writer import ApiWriter, SqlWriter
 
-SYNC_VERSION = "1"
-KIND, STAGE, TRIAL, DIGEST, SOURCE = ("alchemist.kind", "alchemist.stage", "alchemist.trial_id",
-                                      "alchemist.synced_digest", "alchemist.source_digest")
-TRIAL_FILES = ("summary.json", "config.json", "metrics.parquet")
-SUMMARY_METRICS = ("best_val_metric", "best_val_loss", "final_val_metric", "final_val_loss",
-                   "best_epoch", "epochs_run", "wall_time_s")
 DATA_SPLITS = ("train", "val", "train_coarse")  # never "test": only the lockbox opens it (PB-32)
 NOT_STAGES = {"data", "test", "plots", "mlartifacts", "lockbox", "logs"}  # test: lockbox only
-
-
-@dataclass
-class SyncReport:
-    """What one stage sync did: runs created / resumed / skipped (unchanged) / replaced."""
-    stage: str
-    experiment_id: str = ""
-    parent_run_id: str = ""
-    created: int = 0
-    resumed: int = 0
-    skipped: int = 0
-    replaced: int = 0
-    points: int = 0
-    runs: dict[str, str] = field(default_factory=dict)  # trial_id -> run_id
-
-
-def files_digest(trial_dir: Path) -> str:
-    h = hashlib.sha256(SYNC_VERSION.encode())
-    for path in (trial_dir / name for name in TRIAL_FILES):
-        h.update(path.name.encode() + (path.read_bytes() if path.exists() else b"<absent>"))
-    return h.hexdigest()[:32]
+SERVER_THREADS = 4     # concurrent requests to a tracking server (its DB pool is 15)
 
 
 def _read_json(path: Path) -> dict:
@@ -88,59 +63,10 @@ class _Stage:
         return runs[0] if runs else retry(self.client.create_run, self.experiment_id,
                                           run_name=self.stage, tags={KIND: "stage", STAGE: self.stage})
 
-    def sync_trial(self, trial_dir: Path, runs: list, parent_id: str, curves_dir: Path) -> None:
-        import pandas as pd
-        from mlflow.entities import Metric, Param, RunTag
-
-        summary = json.loads((trial_dir / "summary.json").read_text())
-        tid, digest = summary.get("trial_id", trial_dir.name), files_digest(trial_dir)
-        cfg_path, metrics_path = trial_dir / "config.json", trial_dir / "metrics.parquet"
-        config = json.loads(cfg_path.read_text()) if cfg_path.exists() else self.plan.get(tid, {})
-        keep = next((r for r in runs if r.data.tags.get(DIGEST) == digest), None)
-        keep = keep or next((r for r in runs if r.data.tags.get(SOURCE) == digest), None)
-        for stale in (r for r in runs if r is not keep):  # older files' runs, or racing duplicates
-            retry(self.client.delete_run, stale.info.run_id)
-            self.report.replaced += 1
-        if keep is not None and keep.data.tags.get(DIGEST) == digest:
-            self.report.skipped, self.report.runs[tid] = self.report.skipped + 1, keep.info.run_id
-            return
-        done_ms = int((trial_dir / "summary.json").stat().st_mtime * 1000)
-        if keep is None:
-            start_ms = done_ms - int(1000 * float(summary.get("wall_time_s") or 0))
-            keep = retry(self.client.create_run, self.experiment_id, start_time=start_ms, run_name=tid,
-                         tags={KIND: "trial", STAGE: self.stage, TRIAL: tid, SOURCE: digest,
-                               "mlflow.parentRunId": parent_id})
-            self.report.created += 1
-        else:
-            self.report.resumed += 1
-        run_id, start_ms = keep.info.run_id, keep.info.start_time
-        df = pd.read_parquet(metrics_path) if metrics_path.exists() else pd.DataFrame({"epoch": []})
-        elapsed = (df["epoch_time_s"].fillna(0).cumsum() if "epoch_time_s" in df else df["epoch"])
-        stamps = [start_ms + int(1000 * s) for s in elapsed]  # same files → same points
-        metrics = [Metric(col, float(v), ts, int(ep)) for col in df.select_dtypes("number").columns
-                   if col != "epoch" for v, ts, ep in zip(df[col], stamps, df["epoch"])]
-        metrics += [Metric(k, float(summary[k]), done_ms, 0) for k in SUMMARY_METRICS
-                    if isinstance(summary.get(k), (int, float)) and not isinstance(summary[k], bool)]
-        params = [Param(k, v if isinstance(v, str) else canonical_json(v))
-                  for k, v in flatten(config).items()]
-        diagnosis = summary.get("diagnosis") or {}
-        tags = {"status": summary.get("status"), "mode": summary.get("mode"),
-                "metric": summary.get("metric"), "pack_id": self.pack_of.get(tid) or pack_key(config),
-                "diagnosis": diagnosis.get("label"), "next_step": diagnosis.get("next_step")}
-        self.log_batch(run_id, metrics, params,
-                       [RunTag(f"alchemist.{k}", str(v)) for k, v in tags.items() if v is not None])
-        files = [trial_dir / name for name in TRIAL_FILES if (trial_dir / name).exists()]
-        if len(df):
-            files.append(plots.trial_curve(trial_dir, curves_dir / tid / "learning_curve.png"))
-        for path in files:
-            retry(self.client.log_artifact, run_id, str(path))
-        status = "FAILED" if summary.get("status") == "failed" else "FINISHED"
-        retry(self.client.set_terminated, run_id, status, end_time=max(done_ms, start_ms))
-        retry(self.client.set_tag, run_id, DIGEST, digest)  # last: marks the run complete
-        self.report.points, self.report.runs[tid] = self.report.points + len(metrics), run_id
-
-    def sync_parent(self, parent, data_dir: Path | None, plots_dir: Path, previous: Path | None):
-        """Stage table, stage plots, stage files and dataset inputs on the parent run."""
+    def sync_parent(self, parent, data_dir: Path | None, plots_dir: Path, previous: Path | None,
+                    figures: list[Path] | None):
+        """Stage table, stage figures (`figures`, else drawn now), stage files and dataset inputs
+        on the parent run."""
         import pandas as pd
         from mlflow.entities import Metric
 
@@ -173,7 +99,9 @@ class _Stage:
                 retry(self.client.log_table, run_id, table[[c for c in table.columns
                                                             if not c.startswith("p.")]],
                       "stage_table.json")
-        for path in own_files + plots.stage_plots(self.dir, plots_dir, previous):
+        if figures is None:
+            figures = plots.stage_plots(self.dir, plots_dir, previous)
+        for path in own_files + [f for f in figures if f not in own_files]:
             retry(self.client.log_artifact, run_id, str(path))
         self.log_inputs(run_id, table, data_dir)
         retry(self.client.set_terminated, run_id, "FINISHED", end_time=now)
@@ -206,11 +134,21 @@ class _Stage:
             retry(self.client.log_inputs, run_id, inputs)
 
 
+def writer_for(client, experiment_id: str, tracking_uri: str):
+    """Bulk rows into an SQLAlchemy store; the client (threaded for a server) otherwise."""
+    bulk = None if tracking_uri.startswith(("http://", "https://")) else SqlWriter.for_client(
+        client, experiment_id)
+    return bulk or ApiWriter(client, experiment_id, SERVER_THREADS if tracking_uri.startswith("http")
+                             else 1)
+
+
 def sync_stage(stage_dir: Path, *, tracking_uri: str, experiment: str, stage: str | None = None,
                data_dir: Path | None = None, plots_dir: Path | None = None,
-               trial_ids: set[str] | None = None, connection: tuple | None = None) -> SyncReport:
-    """Sync one stage folder: parent run, one child per finished trial, stage-level artifacts
-    (the narrowing figure against the stage its plan names as `source`)."""
+               figures: list[Path] | None = None, trial_ids: set[str] | None = None,
+               connection: tuple | None = None) -> SyncReport:
+    """Sync one stage folder: parent run, one child per finished trial of the stage table (every
+    trial folder when there is none), stage-level artifacts (`figures`, else drawn now, with the
+    narrowing figure against the stage its plan names as `source`)."""
     stage_dir, stage = Path(stage_dir), stage or Path(stage_dir).name
     client, exp_id = connection or connect(tracking_uri, experiment)
     with file_lock(stage_dir / ".mlflow-sync.lock"), tempfile.TemporaryDirectory() as tmp:
@@ -222,12 +160,24 @@ def sync_stage(stage_dir: Path, *, tracking_uri: str, experiment: str, stage: st
         existing: dict[str, list] = {}
         for run in st.search(f"tags.`{KIND}` = 'trial' and tags.`{STAGE}` = '{stage}'"):
             existing.setdefault(run.data.tags.get(TRIAL), []).append(run)
-        for tdir in sorted(p.parent for p in stage_dir.glob("trials/*/summary.json")):
-            if trial_ids is None or tdir.name in trial_ids:
-                st.sync_trial(tdir, existing.get(tdir.name, []), parent.info.run_id, out / "curves")
+        dirs = [stage_dir / "trials" / t for t in _trial_ids(stage_dir)
+                if trial_ids is None or t in trial_ids]
+        sync_trials(client, writer_for(client, exp_id, tracking_uri), st.report, stage,
+                    [d for d in dirs if (d / "summary.json").exists()], existing,
+                    parent.info.run_id, st.plan, st.pack_of)
         previous = st.previous if st.previous and st.previous.is_dir() else None
-        st.sync_parent(parent, Path(data_dir) if data_dir else None, out, previous)
+        st.sync_parent(parent, Path(data_dir) if data_dir else None, out, previous, figures)
     return st.report
+
+
+def _trial_ids(stage_dir: Path) -> list[str]:
+    """The stage's trials: those of its table (the current plan's), else every trial folder."""
+    table = stage_dir / "trials.parquet"
+    if table.exists():
+        import pyarrow.parquet as pq
+
+        return sorted(pq.read_table(table, columns=["trial_id"]).column(0).to_pylist())
+    return sorted(p.parent.name for p in stage_dir.glob("trials/*/summary.json"))
 
 
 def stage_dirs(results_dir: Path) -> list[Path]:

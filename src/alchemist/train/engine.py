@@ -310,20 +310,21 @@ class PackTrainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, checkpoint=None, every: int = 1):
-        """Train until every trial has stopped. `checkpoint(trainer)` saves resume state: every
-        `every` epochs, and mid-epoch when SIGTERM set `stop_requested` (then Preempted)."""
+        """Train until every trial has stopped. `checkpoint(trainer, force)` saves resume state:
+        offered every `every` epochs (it may decline: alchemist.train.checkpoint.Throttle), and
+        forced mid-epoch when SIGTERM set `stop_requested` (then Preempted)."""
         while any(self.active) and self.epoch < self.epochs:
             try:
                 st, probe, wall = self.run_epoch(self.pending)
             except Preempted as stop:
                 self.pending = stop.args[0]
                 if checkpoint:
-                    checkpoint(self)
+                    checkpoint(self, True)
                 raise
             self.pending = None
             self.end_epoch(st, probe, wall)
             if checkpoint and (self.epoch % every == 0 or self.stop_requested):
-                checkpoint(self)
+                checkpoint(self, self.stop_requested)
             if self.stop_requested and any(self.active) and self.epoch < self.epochs:
                 raise Preempted(None)
         self.finish()

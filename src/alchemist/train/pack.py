@@ -53,8 +53,8 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
                 print(f"trial {t['trial_id']}: its {ckpt.CONTINUATION} comes from another device type; "
                       f"trained from scratch", file=sys.stderr)
 
-    def save(tr):
-        ckpt.save_atomic({"fingerprint": fingerprint, "state": ckpt.trainer_state(tr)}, path)
+    save = ckpt.Throttle(lambda tr: ckpt.save_atomic(
+        {"fingerprint": fingerprint, "state": ckpt.trainer_state(tr)}, path))
 
     error = None
     try:

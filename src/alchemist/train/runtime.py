@@ -21,8 +21,19 @@ def configure_torch(threads: int | None, device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {device!r} asked for, but CUDA is not available")
     if device == "cpu":
-        torch.use_deterministic_algorithms(True)
+        deterministic_algorithms()
     return torch.device(device)
+
+
+def deterministic_algorithms() -> None:
+    """torch.use_deterministic_algorithms(True) without its first line, which imports
+    torch._inductor.config (1.3 s of every job's start-up here) to set a flag for compiled code;
+    the engine never compiles. The public call where torch lacks the setter it wraps."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(True)
+    else:
+        setter(True, warn_only=False)
 
 
 def load_trial_data(trial: dict, data_dir, device: str = "auto", threads: int | None = None):

@@ -1,0 +1,61 @@
+"""`alchemist publish`: what a researcher looks at after a stage, in one process (the pipeline's
+one bookkeeping job per stage): the stage's figures, drawn once, then the stage synced to MLflow
+with those figures (outage-safe, as `alchemist sync --soft`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = ("Draw a stage's figures (metric vs each hyperparameter, narrowing, seed spread, learning "
+        "curves) and sync the stage into MLflow with them; tracking problems never fail it.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
+    p.add_argument("--stage", required=True, help="the stage folder's name (or diagnostics)")
+    p.add_argument("--figures-dir", type=Path, default=None,
+                   help="draw the stage's figures here (default: log the PNGs the stage folder holds)")
+    p.add_argument("--previous", type=Path, default=None,
+                   help="the stage folder this stage narrows (config `from:`): the narrowing figure")
+    p.add_argument("--curves", action="store_true", help="also one learning-curve PNG per trial")
+    p.add_argument("--also", nargs="*", default=[], metavar="FOLDER",
+                   help="other stage folders to sync with the PNGs they hold (the pipeline: "
+                        "diagnostics; a no-op once synced)")
+    p.add_argument("--no-tracking", action="store_true", help="figures only")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the results store)")
+    p.add_argument("--experiment", default="alchemist", help="MLflow experiment name")
+    p.add_argument("--marker", type=Path, default=None, help="the sync marker JSON")
+    p.set_defaults(soft=True, data_dir=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alchemist.analysis import plots
+    from alchemist.commands.sync import guarded, tracking_uri
+    from alchemist.errors import UserError
+
+    stage_dir = args.results / args.stage
+    if not stage_dir.is_dir():
+        raise UserError(f"stage folder {stage_dir} does not exist")
+    if args.figures_dir is not None:
+        figures = plots.stage_figures(stage_dir, args.figures_dir, args.previous, curves=args.curves)
+    else:
+        figures = sorted(stage_dir.glob("*.png"))
+    for path in figures:
+        print(path)
+    if args.no_tracking:
+        return 0
+    from alchemist.track.backend import connect
+    from alchemist.track.sync import sync_stage
+
+    uri = tracking_uri(args)
+
+    def sync():
+        connection = connect(uri, args.experiment)
+        reports = [sync_stage(args.results / other, tracking_uri=uri, experiment=args.experiment,
+                              figures=sorted((args.results / other).glob("*.png")),
+                              connection=connection)
+                   for other in args.also if (args.results / other).is_dir()]
+        return reports + [sync_stage(stage_dir, tracking_uri=uri, experiment=args.experiment,
+                                     data_dir=args.results / "data", figures=figures,
+                                     connection=connection)]
+    return guarded(sync, args, uri)
