@@ -16,7 +16,7 @@ from alchemist.analysis import plots
 from alchemist.analysis.tables import stage_table
 from alchemist.atomic import file_lock
 from alchemist.track.backend import connect, default_tracking_uri, retry
-from alchemist.track.trial_runs import (DIGEST, KIND, STAGE, SYNC_VERSION, TRIAL, SyncReport,
+from alchemist.track.trial_runs import (DIGEST, KIND, SOURCE, STAGE, SYNC_VERSION, TRIAL, SyncReport,
                                         files_digest, sync_trials)
 from alchemist.track.writer import ApiWriter, SqlWriter
 
@@ -157,12 +157,13 @@ def sync_stage(stage_dir: Path, *, tracking_uri: str, experiment: str, stage: st
         st = _Stage(client, exp_id, stage, stage_dir)
         parent = st.parent()
         st.report.parent_run_id = parent.info.run_id
+        writer = writer_for(client, exp_id, tracking_uri)
         existing: dict[str, list] = {}
-        for run in st.search(f"tags.`{KIND}` = 'trial' and tags.`{STAGE}` = '{stage}'"):
+        for run in writer.runs_tagged({KIND: "trial", STAGE: stage}, (TRIAL, DIGEST, SOURCE)):
             existing.setdefault(run.data.tags.get(TRIAL), []).append(run)
         dirs = [stage_dir / "trials" / t for t in _trial_ids(stage_dir)
                 if trial_ids is None or t in trial_ids]
-        sync_trials(client, writer_for(client, exp_id, tracking_uri), st.report, stage,
+        sync_trials(client, writer, st.report, stage,
                     [d for d in dirs if (d / "summary.json").exists()], existing,
                     parent.info.run_id, st.plan, st.pack_of)
         previous = st.previous if st.previous and st.previous.is_dir() else None
