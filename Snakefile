@@ -63,6 +63,14 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/lockbox.smk"
 
 
+# The report's front page: the end-of-run summary once a run has made one.
+report: "results/summary.rst" if os.path.exists("results/summary.rst") else "workflow/report/workflow.rst"
+
+
+onsuccess:
+    dag.write_summary(config, RESULTS)   # the run's last lines, results/summary.md
+
+
 rule all:
     default_target: True
     input:

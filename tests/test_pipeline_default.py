@@ -16,9 +16,34 @@ def test_default_pipeline_reaches_a_winner_over_five_seeds(default_pipeline):
     assert best["n"] == 5 and best["mean"] >= 0.97, best
     assert best["ci"][0] <= best["mean"] <= best["ci"][1]
     assert isinstance(winner["within_noise"], bool)
+    assert winner["metric"] == "val_accuracy" and winner["source"] == "repeat"
     # the winner's mean ± CI is printed by the run and kept in the log
-    assert f"winner {best['config_id']}" in wf.proc.stdout + wf.proc.stderr
-    assert f"winner {best['config_id']}" in (results / "logs/select.log").read_text()
+    assert f"winner {best['config_id']}: val_accuracy" in (results / "logs/select.log").read_text()
+
+
+def test_the_run_ends_with_the_summary(default_pipeline):
+    """The last lines of the terminal (and results/summary.md): the metric by name and
+    direction, the winner with its CI and its settings, the runner-up, where to look next."""
+    wf = default_pipeline
+    winner = json.loads((wf.root / "results/select/winner.json").read_text())
+    w, r = winner["winner"], winner["runner_up"]
+    text = "\n".join(wf.proc.stdout.strip().splitlines()[-12:])    # after it, on stderr:
+    assert wf.proc.stderr.strip().splitlines()[-1].startswith("Elapsed time")  # Snakemake's 2 lines
+    assert "selection metric: val_accuracy (higher is better)" in text
+    assert f"WINNER {w['config_id']}: val_accuracy {w['mean']:.4f} ± {w['ci_half_width']:.4f}" in text
+    assert "settings that differ from the defaults:" in text and "lr=" in text
+    assert f"runner-up {r['config_id']}" in text and "results/repeat/leaderboard.csv" in text
+    assert "#/experiments/" in text and "workflowType=machine_learning" in text
+    assert "lockbox: sealed" in text and "majority-class baseline" in text
+    md = (wf.root / "results/summary.md").read_text()
+    assert f"WINNER {w['config_id']}" in md and md.startswith("# alchemist")
+
+
+def test_training_logs_a_progress_line_per_epoch(default_pipeline):
+    logs = sorted((default_pipeline.root / "results/logs/train/fine").glob("*.log"))
+    lines = [l for l in logs[0].read_text().splitlines() if " · epoch " in l]
+    assert [l.split(" · ")[1] for l in lines] == [f"epoch {e}/30" for e in range(1, 31)]
+    assert "best val_accuracy" in lines[-1] and "s elapsed" in lines[-1] and "left" in lines[-1]
 
 
 def test_stages_narrow_and_tables_are_consistent(default_pipeline):

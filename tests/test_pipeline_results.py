@@ -57,6 +57,8 @@ def test_report_has_leaderboards_figures_and_lockbox(default_pipeline):
                        "--dump-dom")
         for category in ("Leaderboards", "Figures", "Lockbox", "Diagnostics"):
             assert category in dom, category
+        winner = json.loads((wf.root / "results/select/winner.json").read_text())["winner"]
+        assert f"WINNER {winner['config_id']}: val_accuracy" in dom    # the summary: front page
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("ALCHEMIST_REQUIRE_CHROMIUM"),

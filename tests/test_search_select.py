@@ -73,7 +73,7 @@ def test_cli_select_writes_the_winner(tmp_path, capsys):
     winner = json.loads(out.read_text())
     assert winner["winner"]["params"]["lr"] == 1e-3 and winner["mode"] == "max"
     printed = capsys.readouterr().out
-    assert f"winner {winner['winner']['config_id']}: 0.91 ± " in printed and "95% CI, n=3" in printed
+    assert f"winner {winner['winner']['config_id']}: val_metric 0.91 ± " in printed and "95% CI, n=3" in printed
     assert "clearly ahead of runner-up" in printed
     assert main(["select", "--table", str(tmp_path / "missing.parquet"), "--out", str(out)]) == 2
 

@@ -210,3 +210,17 @@ def ledger_digest(*paths: str) -> str:
     for p in map(Path, paths):
         h.update(p.read_bytes() if p.exists() else b"<none>")
     return h.hexdigest()[:16] if any(Path(p).exists() for p in paths) else "none"
+
+
+def write_summary(config: dict, results: str) -> None:
+    """After a successful run (the Snakefile's onsuccess): results/summary.md and the report's
+    front page (results/summary.rst) written, and the summary printed as the run's last lines."""
+    from alchemist.analysis import summary
+    from alchemist.atomic import write_text
+
+    content = summary.build(Path(results), config)
+    if content is None:
+        return
+    write_text(Path(results) / "summary.md", summary.markdown(content))
+    write_text(Path(results) / "summary.rst", summary.rst(content))
+    print("\n" + "─" * 78 + "\n" + "\n".join(summary.lines(content)) + "\n" + "─" * 78, flush=True)

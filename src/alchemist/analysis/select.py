@@ -20,8 +20,9 @@ from alchemist.errors import UserError
 
 def select_winner(table: pd.DataFrame, confidence: float = 0.95, where: str = "results table",
                   source: str | None = None) -> dict[str, Any]:
-    """The winner.json dict: mode, confidence, source (the repeat stage), winner, runner_up,
-    within_noise, configs (ranked, then those without a usable trial)."""
+    """The winner.json dict: mode, metric (its name, e.g. val_accuracy), confidence, source (the
+    repeat stage), winner, runner_up, within_noise, configs (ranked, then those without a usable
+    trial)."""
     check_table(table, where)
     if table.empty:
         raise UserError(f"{where}: no trials")
@@ -32,7 +33,9 @@ def select_winner(table: pd.DataFrame, confidence: float = 0.95, where: str = "r
         raise UserError(f"{where}: no completed trial (all failed or diverged?)")
     unscored = [c for c in configs if c["n"] == 0]
     winner, runner_up = scored[0], (scored[1] if len(scored) > 1 else None)
-    return {"mode": mode, "confidence": confidence, "source": source, "winner": winner,
+    names = sorted(set(table["metric"].dropna().astype(str))) if "metric" in table else []
+    metric = f"val_{names[0]}" if len(names) == 1 else "val_metric"
+    return {"mode": mode, "metric": metric, "confidence": confidence, "source": source, "winner": winner,
             "runner_up": runner_up,
             "within_noise": runner_up is not None and intervals_overlap(winner, runner_up),
             "configs": scored + unscored}
@@ -47,7 +50,7 @@ def _interval(c: dict, confidence: float) -> str:
 def describe_winner(result: dict[str, Any]) -> str:
     """One or two lines for the log, e.g. `winner 3fa2...: 0.9731 ± 0.0042 (95% CI, n=5)`."""
     conf, w, r = result["confidence"], result["winner"], result["runner_up"]
-    line = f"winner {w['config_id']}: {_interval(w, conf)}"
+    line = f"winner {w['config_id']}: {result.get('metric', 'metric')} {_interval(w, conf)}"
     if r is not None:
         verdict = "within noise of" if result["within_noise"] else "clearly ahead of"
         line += f"\n{verdict} runner-up {r['config_id']}: {_interval(r, conf)}"

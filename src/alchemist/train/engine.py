@@ -309,10 +309,11 @@ class PackTrainer:
         return True
 
     # -- the loop -------------------------------------------------------------------------------
-    def fit(self, checkpoint=None, every: int = 1):
+    def fit(self, checkpoint=None, every: int = 1, progress=None):
         """Train until every trial has stopped. `checkpoint(trainer, force)` saves resume state:
         offered every `every` epochs (it may decline: alchemist.train.checkpoint.Throttle), and
-        forced mid-epoch when SIGTERM set `stop_requested` (then Preempted)."""
+        forced mid-epoch when SIGTERM set `stop_requested` (then Preempted). `progress(trainer)`
+        is called after every epoch."""
         while any(self.active) and self.epoch < self.epochs:
             try:
                 st, probe, wall = self.run_epoch(self.pending)
@@ -323,6 +324,8 @@ class PackTrainer:
                 raise
             self.pending = None
             self.end_epoch(st, probe, wall)
+            if progress:
+                progress(self)
             if checkpoint and (self.epoch % every == 0 or self.stop_requested):
                 checkpoint(self, self.stop_requested)
             if self.stop_requested and any(self.active) and self.epoch < self.epochs:

@@ -49,3 +49,8 @@ def n_outputs(task: str, loss: str, n_classes: int) -> int:
     if loss == "cross_entropy":
         return 2 if task == "binary" else n_classes
     return 1
+
+
+def metric_name(loss: str) -> str:
+    """What a pack's `*_metric` columns measure: accuracy (classification) or rmse (regression)."""
+    return "rmse" if loss == "mse" else "accuracy"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from alchemist.errors import UserError
 from alchemist.train import checkpoint as ckpt
 from alchemist.train.diagnose import diagnose
 from alchemist.train.engine import PackTrainer, Preempted
+from alchemist.train.losses import metric_name
 from alchemist.train.runtime import load_trial_data
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
@@ -59,7 +61,8 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
     error = None
     try:
         with ckpt.StopOnSigterm(trainer):
-            trainer.fit(save, every=max(1, min(int(t["checkpoint_every"]) for t in trials)))
+            trainer.fit(save, every=max(1, min(int(t["checkpoint_every"]) for t in trials)),
+                        progress=Progress(trainer, pack_id))
     except Preempted:
         print(f"pack {pack_id}: SIGTERM, checkpoint written to {path}; rerun to resume", file=sys.stderr)
         return 143
@@ -85,6 +88,30 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
     return 0
 
 
+class Progress:
+    """One flushed line per epoch in the job's log (`tail -f results/logs/train/...`): the epoch,
+    trials still running, the best validation metric so far (by name) and its trial, elapsed
+    time and an estimate of the time left."""
+
+    def __init__(self, trainer: PackTrainer, pack_id: str):
+        self.t0, self.pack_id, self.start_epoch = time.perf_counter(), pack_id, trainer.epoch
+        self.name = f"val_{metric_name(trainer.loss)}"
+        self.minimise = trainer.loss == "mse"
+
+    def __call__(self, tr: PackTrainer) -> None:
+        done = tr.epoch - self.start_epoch
+        elapsed = time.perf_counter() - self.t0
+        best = [(b["val_metric"], t["trial_id"]) for b, t in zip(tr.best, tr.trials)
+                if b["val_metric"] is not None]
+        shown = ""
+        if best:
+            value, tid = (min if self.minimise else max)(best)
+            shown = f" · best {self.name} {value:.4f} (trial {tid})"
+        left = elapsed / max(done, 1) * (tr.epochs - tr.epoch) if any(tr.active) else 0.0
+        print(f"pack {self.pack_id} · epoch {tr.epoch}/{tr.epochs} · {sum(tr.active)}/{tr.K} running"
+              f"{shown} · {elapsed:.1f} s elapsed · ~{left:.1f} s left", file=sys.stderr, flush=True)
+
+
 def baseline(prep, train) -> float:
     """Majority-class accuracy, or the target's standard deviation (regression)."""
     if prep.task == "regression":
@@ -106,7 +133,7 @@ def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | Non
                         "n_classes": prep.n_classes, "state": trainer.model.trial_state(k)}, tmp)
         last = rows[-1] if rows else {}
         summary = {
-            "trial_id": t["trial_id"], "status": status, "metric": "rmse" if is_reg else "accuracy",
+            "trial_id": t["trial_id"], "status": status, "metric": metric_name(trainer.loss),
             "mode": "min" if is_reg else "max", "best_epoch": best["epoch"],
             "best_val_metric": best["val_metric"], "best_val_loss": best["val_loss"],
             "final_val_metric": last.get("val_metric"), "final_val_loss": last.get("val_loss"),

@@ -1,0 +1,120 @@
+"""The end-of-run summary, one content in three forms: the last lines in the terminal, the
+`results/summary.md` file and the report's front page (reStructuredText). It says what was
+learned, on what data, by which metric, who won and by how much, and where to look next.
+
+Read from the files the pipeline wrote (prep.json, winner.json, the leaderboards, the MLflow
+markers, the lockbox status), with the standard library only: it runs in Snakemake's own process
+after every successful run (`onsuccess`), so it costs no job and no heavy import.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: settings never shown as "differs from the defaults" (places, execution, the repeated seed)
+NOT_SHOWN = {"stage", "data", "trial_id", "seed", "device", "checkpoint_every", "bf16"}
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _interval(c: dict, confidence: float) -> str:
+    if c.get("ci_half_width") is None:
+        return f"{c['mean']:.4f} (n={c['n']}, no interval)"
+    return f"{c['mean']:.4f} ± {c['ci_half_width']:.4f} ({confidence:.0%} CI over n={c['n']} seeds)"
+
+
+def mlflow_link(results: Path, mlflow: dict) -> str | None:
+    """How to open the runs view: the server's URL, or the `mlflow ui` command and its URL."""
+    if not mlflow.get("enabled", True):
+        return None
+    exp = next((s.get("experiment_id") for m in sorted(results.glob("*/mlflow_sync.json"))
+                for s in _json(m).get("stages", []) if s.get("experiment_id")), None)
+    view = f"#/experiments/{exp}/runs?workflowType=machine_learning" if exp else ""
+    uri = mlflow.get("tracking_uri")
+    if uri and uri.startswith("http"):
+        return f"{uri.rstrip('/')}/{view}"
+    store = uri or f"sqlite:///{(results / 'mlflow.db').resolve()}"
+    return f"mlflow ui --backend-store-uri {store} --port 5000, then http://127.0.0.1:5000/{view}"
+
+
+def _lockbox(status: Path) -> str:
+    first = status.read_text().splitlines()[0] if status.exists() else ""
+    if not first or "opened 0 time" in first:
+        return ("lockbox: sealed, the test set has never been opened; when you are done tuning, "
+                "`snakemake final_test --config final_test=confirm` evaluates the winner on it once")
+    return first
+
+
+def build(results: Path, config: dict) -> dict | None:
+    """The summary's content, or None before any selection has been made."""
+    results = Path(results)
+    winners = sorted(results.glob("*/winner.json"))
+    if not winners:
+        return None
+    selection, prep = _json(winners[-1]), _json(results / "data" / "prep.json")
+    winner, runner = selection["winner"], selection.get("runner_up")
+    defaults = config.get("train", {})
+    differs = {k: v for k, v in sorted(winner.get("params", {}).items())
+               if k not in NOT_SHOWN and defaults.get(k, v) != v}
+    val = (prep.get("splits", {}).get("val") or {}).get("class_counts") or {}
+    status = results / "lockbox" / "status.txt"
+    source = selection.get("source") or "?"
+    return {
+        "task": prep.get("task", "?"), "data": (prep.get("source") or {}).get("name", "?"),
+        "rows": {k: prep["splits"][k].get("rows") for k in ("train", "val", "test")
+                 if k in prep.get("splits", {})},
+        "classes": len(prep.get("classes") or []),
+        "majority": max(val.values()) / sum(val.values()) if val else None,
+        "metric": selection.get("metric") or "val_metric",
+        "direction": "higher is better" if selection.get("mode") == "max" else "lower is better",
+        "confidence": selection.get("confidence", 0.95), "winner": winner, "runner_up": runner,
+        "within_noise": selection.get("within_noise"), "differs": differs,
+        "winner_file": str(winners[-1]), "leaderboard": str(results / source / "leaderboard.csv"),
+        "figures": str(results / "plots"), "mlflow": mlflow_link(results, config.get("mlflow", {})),
+        "lockbox": _lockbox(status),
+    }
+
+
+def lines(s: dict) -> list[str]:
+    """The summary as plain lines (terminal and Markdown share them)."""
+    w, r, conf = s["winner"], s["runner_up"], s["confidence"]
+    rows = ", ".join(f"{k} {v}" for k, v in s["rows"].items())
+    out = [f"task: {s['task']} on {s['data']} ({rows} rows"
+           + (f", {s['classes']} classes" if s["classes"] else "") + ")",
+           f"selection metric: {s['metric']} ({s['direction']})"]
+    if s["majority"] is not None:
+        out.append(f"majority-class baseline (always the most frequent class): "
+                   f"val_accuracy {s['majority']:.4f}")
+    out.append(f"WINNER {w['config_id']}: {s['metric']} {_interval(w, conf)}")
+    settings = ", ".join(f"{k}={_fmt(v)}" for k, v in s["differs"].items()) or "the defaults"
+    out.append(f"  settings that differ from the defaults: {settings}")
+    if r:
+        verdict = ("within noise of the winner: the intervals overlap, so the data cannot tell "
+                   "them apart" if s["within_noise"] else "clearly behind the winner")
+        out.append(f"runner-up {r['config_id']}: {_interval(r, conf)} — {verdict}")
+    out.append(f"leaderboard: {s['leaderboard']} · figures: {s['figures']}/ · winner: {s['winner_file']}")
+    if s["mlflow"]:
+        out.append(f"MLflow runs: {s['mlflow']}")
+    out.append(s["lockbox"])
+    return out
+
+
+def markdown(s: dict) -> str:
+    body = lines(s)
+    return "# alchemist: result of the search\n\n" + "\n".join(f"- {line}" for line in body) + "\n"
+
+
+def rst(s: dict) -> str:
+    """The report's front page: a title and the same lines as a bullet list."""
+    title = "alchemist: result of the search"
+    body = "\n".join(f"* {line.replace('*', chr(92) + '*')}" for line in lines(s))
+    return f"{title}\n{'=' * len(title)}\n\n{body}\n"
