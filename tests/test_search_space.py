@@ -1,8 +1,6 @@
 """The declarative space and the stage list: parsing, canonical order, errors naming the key."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
