@@ -44,6 +44,7 @@ localrules:
     aggregate_stage,
     select_winner,
     publish_stage,
+    publish_selection,
     lockbox_status,
 
 
@@ -81,4 +82,4 @@ rule all:
         expand(f"{RESULTS}/{{select}}/winner.json", select=SELECTS),
         expand(f"{RESULTS}/plots/{{stage}}", stage=TRAINING),
         f"{RESULTS}/lockbox/status.txt",
-        expand(f"{RESULTS}/{{stage}}/mlflow_sync.json", stage=TRAINING if TRACKING else []),
+        expand(f"{RESULTS}/{{stage}}/mlflow_sync.json", stage=[*TRAINING, *SELECTS] if TRACKING else []),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alchemist.track.trial_runs import named
 from alchemist.trial import make_trial, pack_key
 
 EPOCH_COLUMNS = ["train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
@@ -151,9 +152,9 @@ def run_counts(uri: str, experiment: str = "alchemist") -> dict:
         tags = r.data.tags
         if tags.get("alchemist.kind") == "stage":
             out["parents"][tags["alchemist.stage"]] = r.info.run_id
-        else:
-            out["trials"][tags["alchemist.trial_id"]] = {
-                k: len(client.get_metric_history(r.info.run_id, k)) for k in EPOCH_COLUMNS}
+        elif tags.get("alchemist.kind") == "trial":
+            out["trials"][tags["alchemist.trial_id"]] = {     # logged under the metric's name
+                k: len(client.get_metric_history(r.info.run_id, named(k, "accuracy"))) for k in EPOCH_COLUMNS}
     return out
 
 

@@ -12,7 +12,7 @@ from conftest import Workflow, nothing_to_do
 from mlflow_fixtures import EPOCH_COLUMNS, make_stage, run_counts
 
 CHAIN = {"prepare_data", "plan_round", "train_pack", "aggregate_stage", "select_winner"}
-BOOKKEEPING = {"diagnostics", "publish_stage"}
+BOOKKEEPING = {"diagnostics", "publish_stage", "publish_selection"}
 
 
 def tiny(wf: Workflow, tracking: bool = True) -> None:
@@ -45,11 +45,11 @@ def test_one_core_runs_the_whole_search_before_any_bookkeeping(workflow):
     first_book = min(start for rule, start in jobs if rule in BOOKKEEPING)
     assert last_chain < first_book, jobs
     assert sorted(p.name for p in (workflow.root / "results/logs/publish").iterdir()) == [
-        "narrow.log", "seeds.log", "wide.log"]                  # one publish job per stage
-    for stage in ("wide", "narrow", "seeds"):
+        "narrow.log", "pick.log", "seeds.log", "wide.log"]      # one publish job per stage
+    for stage in ("wide", "narrow", "seeds", "pick"):
         marker = json.loads((workflow.root / "results" / stage / "mlflow_sync.json").read_text())
         assert marker["synced"] is True
-        assert (workflow.root / "results/plots" / stage / "learning_curves.png").exists()
+        assert stage == "pick" or (workflow.root / "results/plots" / stage / "learning_curves.png").exists()
     assert "winner" in proc.stdout + proc.stderr
     assert nothing_to_do(workflow.run())
 

@@ -60,7 +60,10 @@ def test_stages_narrow_and_tables_are_consistent(default_pipeline):
     seeds = pd.read_parquet(results / "repeat/seeds.parquet")
     assert len(seeds) == 3 and set(seeds["n"]) == {5}
     board = pd.read_csv(results / "repeat/leaderboard.csv")
-    assert board["mean"].is_monotonic_decreasing and board["rank"].tolist() == [1, 2, 3]
+    assert board["val_accuracy_mean"].is_monotonic_decreasing and board["rank"].tolist() == [1, 2, 3]
+    assert {"lr", "weight_decay", "dropout"} <= set(board.columns)      # one column per varied setting
+    figures = {p.name for p in (results / "plots/coarse").iterdir()}
+    assert {"importance.png", "history.png", "learning_curves.png", "metric_vs_params.png"} <= figures
     for trial_id in repeat["trial_id"]:
         folder = results / "repeat/trials" / trial_id
         assert (folder / "metrics.parquet").exists() and (folder / "summary.json").exists()

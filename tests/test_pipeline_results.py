@@ -65,19 +65,36 @@ def test_report_has_leaderboards_figures_and_lockbox(default_pipeline):
                     reason=f"{CHROMIUM} absent (.ci/run installs it and sets ALCHEMIST_REQUIRE_CHROMIUM=1, "
                            "so there a missing Chromium fails instead)")
 def test_mlflow_ui_lists_the_pipeline_runs(default_pipeline, tmp_path):
+    """Headless Chromium on a real `mlflow server`: the runs view lists the trials by readable
+    names; the select run shows the winner's named metric with its interval and a logged model;
+    the winner's model is registered."""
     from mlflow import MlflowClient
 
     results = default_pipeline.root / "results"
+    winner = json.loads((results / "select/winner.json").read_text())
+    w = winner["winner"]
     with mlflow_server(results / "mlflow.db", results / "mlartifacts") as uri:
-        exp_id = MlflowClient(uri).get_experiment_by_name("alchemist").experiment_id
+        client = MlflowClient(uri)
+        exp_id = client.get_experiment_by_name("alchemist").experiment_id
+        select = client.search_runs([exp_id], "tags.`alchemist.kind` = 'select'")[0]
         # sorting by a metric lists child runs flat (the default date order nests them)
-        query = urllib.parse.urlencode({"orderByKey": "metrics.`best_val_metric`", "orderByAsc": "false"})
-        url = f"{uri}/#/experiments/{exp_id}/runs?{query}"
-        dom = chromium(url, tmp_path / "dom", "--dump-dom")
-        winner = json.loads((results / "select/winner.json").read_text())["winner"]
-        assert any(tid in dom for tid in winner["trial_ids"]), dom[-2000:]
-        shot = tmp_path / "mlflow_ui.png"
-        chromium(url, tmp_path / "shot", "--window-size=1600,1000", f"--screenshot={shot}")
-    assert shot.stat().st_size > 20_000
+        query = urllib.parse.urlencode({"orderByKey": "metrics.`best_val_accuracy`", "orderByAsc": "false",
+                                        "workflowType": "machine_learning"})
+        runs_url = f"{uri}/#/experiments/{exp_id}/runs?{query}"
+        dom = chromium(runs_url, tmp_path / "dom", "--dump-dom")
+        assert "fine-0" in dom or "coarse-0" in dom, dom[-2000:]        # readable run names
+        select_url = f"{uri}/#/experiments/{exp_id}/runs/{select.info.run_id}"
+        page = chromium(select_url, tmp_path / "dom2", "--dump-dom")
+        assert f"select: winner {w['config_id']}" in page
+        assert "val_accuracy_mean" in page and "val_accuracy_ci_half_width" in page
+        assert f"{w['mean']:.4f}"[:5] in page and "winner" in page      # the value and the logged model
+        models = chromium(f"{uri}/#/models", tmp_path / "dom3", "--dump-dom")
+        assert "alchemist-winner" in models
+        shots = {}
+        for name, url in (("mlflow_ui.png", runs_url), ("mlflow_select_run.png", select_url)):
+            shots[name] = tmp_path / name
+            chromium(url, tmp_path / f"shot-{name}", "--window-size=1600,1000", f"--screenshot={shots[name]}")
     REPO_RESULTS.mkdir(exist_ok=True)
-    shutil.copy(shot, REPO_RESULTS / "mlflow_ui.png")       # kept as a CI artifact
+    for name, shot in shots.items():
+        assert shot.stat().st_size > 20_000
+        shutil.copy(shot, REPO_RESULTS / name)       # kept as CI artifacts

@@ -185,7 +185,7 @@ def test_cli_plan_writes_deterministic_json(tmp_path, capsys):
         assert main(["plan", "--config", str(cfg_path), "--stage", "coarse", "--out", str(out)]) == 0
     assert outs[0].read_bytes() == outs[1].read_bytes()
     plan = json.loads(outs[0].read_text())
-    assert set(plan) == {"stage", "source", "trials", "packs"} and len(plan["trials"]) == 24
+    assert set(plan) == {"stage", "source", "settings", "trials", "packs"} and len(plan["trials"]) == 24
     assert "24 trials in" in capsys.readouterr().out
     assert not list(outs[0].parent.glob(".*.tmp"))
     assert main(["plan", "--config", str(cfg_path), "--stage", "nope", "--out", str(outs[0])]) == 2

@@ -60,7 +60,9 @@ def test_children_nested_under_their_stage_parent(synced):
             assert tags["alchemist.status"] in ("completed", "diverged")
             assert tags["alchemist.pack_id"] == pack_of[tags["alchemist.trial_id"]]
             assert tags["alchemist.diagnosis"] == "ok"
-            assert run.info.status == "FINISHED" and run.info.run_name == tags["alchemist.trial_id"]
+            assert run.info.status == "FINISHED" and tags["alchemist.config_id"]
+            assert run.info.run_name.startswith(tags["alchemist.stage"] + "-")   # stage-index settings
+            assert "lr=" in run.info.run_name
 
 
 def test_params_artifacts_and_datasets(synced):

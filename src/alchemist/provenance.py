@@ -101,3 +101,19 @@ def command_digest(command: str) -> str:
 def code_version() -> str:
     """Package version + hash of every source file of the package (works without git)."""
     return f"{alchemist.__version__}+src.{digest(sorted(PACKAGE_DIR.rglob('*.py')))[:12]}"
+
+
+def source_tags(where: Path) -> dict[str, str]:
+    """MLflow's source tags for runs made from a checkout: the git commit (when `where` is in a
+    git work tree) and the entry point, so the UI's Source column says what produced a run."""
+    import subprocess
+
+    tags = {"mlflow.source.type": "PROJECT", "mlflow.source.name": "alchemist (Snakefile)"}
+    try:
+        done = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    if done.returncode == 0 and done.stdout.strip():
+        tags["mlflow.source.git.commit"] = done.stdout.strip()
+    return tags

@@ -34,6 +34,24 @@ rule publish_stage:
         "{params.previous} {params.tracking} {params.marker} > {log} 2>&1"
 
 
+rule publish_selection:
+    input:
+        winner=f"{RESULTS}/{{select}}/winner.json",
+    output:
+        marker=f"{RESULTS}/{{select}}/mlflow_sync.json",
+    params:
+        code=dag.command_digest("publish"),
+        tracking=dag.tracking_args(config),
+        model=dag.quote(config["mlflow"].get("model_name") or f"{config['mlflow']['experiment']}-winner"),
+    log:
+        f"{RESULTS}/logs/publish/{{select}}.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} publish --results {RESULTS} --selection {input.winner} --model-name {params.model} "
+        "{params.tracking} --marker {output.marker} > {log} 2>&1"
+
+
 rule lockbox_status:
     output:
         report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),

@@ -6,11 +6,13 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from alchemist.analysis.stats import configurations
+from alchemist.analysis.tables import varied_columns
 from alchemist.atomic import replacing
 from alchemist.trial import canonical_json
 
@@ -32,13 +34,25 @@ def seeds_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
+def leaderboard(seeds: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Configurations ranked by mean; the metric's name in the mean's column (e.g.
+    `val_accuracy_mean`) and one column per setting the stage varied, params_json last."""
     if seeds.empty:
         return seeds
     ascending = seeds["mode"].iloc[0] == "min"
     board = seeds.sort_values(["mean", "config_id"], ascending=[ascending, True], ignore_index=True)
     board.insert(0, "rank", range(1, len(board) + 1))
-    return board
+    if trials is not None and len(trials):
+        settings = [json.loads(p) for p in board["params_json"]]
+        for i, col in enumerate(varied_columns(trials)):
+            key = col[2:]
+            board.insert(3 + i, key, [s.get(key) if not isinstance(s.get(key), (list, dict))
+                                      else json.dumps(s.get(key)) for s in settings])
+        names = trials["metric"].dropna().astype(str).unique() if "metric" in trials else []
+        if len(names) == 1:
+            board = board.rename(columns={c: f"val_{names[0]}_{c}" for c in
+                                          ("mean", "std", "ci_low", "ci_high", "ci_half_width")})
+    return board[[c for c in board.columns if c != "params_json"] + ["params_json"]]
 
 
 def write_tables(trials: pd.DataFrame, out: Path, summary: bool) -> list[Path]:
@@ -48,7 +62,7 @@ def write_tables(trials: pd.DataFrame, out: Path, summary: bool) -> list[Path]:
         seeds = seeds_table(trials)
         written.append(_write(seeds, out.with_name("seeds.parquet")))
         with replacing(out.with_name("leaderboard.csv")) as tmp:
-            leaderboard(seeds).to_csv(tmp, index=False)
+            leaderboard(seeds, trials).to_csv(tmp, index=False)
         written.append(out.with_name("leaderboard.csv"))
     return written
 

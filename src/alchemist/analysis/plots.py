@@ -19,20 +19,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from alchemist.analysis.stats import configurations, ranked_configurations  # noqa: E402
-from alchemist.analysis.tables import stage_table  # noqa: E402
-from alchemist.trial import BOOKKEEPING_KEYS  # noqa: E402
+from alchemist.analysis.tables import stage_table, varied_columns  # noqa: E402
 
 #: Settings always drawn on a log axis (PB-27); others only when they span > 1.5 decades.
 LOG_KEYS = frozenset({"lr", "weight_decay", "l1"})
 #: Dropout-like settings stay linear whatever their span (PB-27).
 LINEAR_KEYS = frozenset({"dropout", "momentum", "beta1", "beta2", "gamma", "plateau_factor"})
-#: Keys never drawn as a hyperparameter (places, execution, and the seed: PB-31 repeats it).
-_NOT_SETTINGS = BOOKKEEPING_KEYS | {"data", "device", "checkpoint_every", "seed"}
-
-
-def _varying_params(table: pd.DataFrame) -> list[str]:
-    cols = [c for c in table.columns if c.startswith("p.") and c[2:] not in _NOT_SETTINGS]
-    return [c for c in cols if table[c].astype(str).nunique(dropna=True) > 1]
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -59,6 +51,12 @@ def _grid(n: int, width: float = 4.0, height: float = 3.2):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
+
+
+def metric_label(table: pd.DataFrame, column: str = "best_val_metric") -> str:
+    """An axis label with the metric's name: best_val_metric → best val_accuracy."""
+    names = table["metric"].dropna().astype(str).unique() if "metric" in table else []
+    return column.replace("_val_metric", f" val_{names[0]}") if len(names) == 1 else column
 
 
 def _log_x(ax, values) -> None:
@@ -118,7 +116,7 @@ def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_
                      title: str | None = None) -> Path:
     """One subplot per varying hyperparameter: the trial metric against its value."""
     ok = table_df[pd.to_numeric(table_df[metric], errors="coerce").notna()]
-    params = _varying_params(table_df)
+    params = varied_columns(table_df)
     fig, axes = _grid(max(1, len(params)))
     if not params:
         axes[0].text(0.5, 0.5, "no varying hyperparameters", ha="center", va="center")
@@ -135,7 +133,7 @@ def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_
             ax.scatter(pos + jitter, y, s=18, alpha=0.8)
             ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right", fontsize=8)
         ax.set_xlabel(col[2:])
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric_label(table_df, metric))
         ax.grid(alpha=0.3)
     failed = len(table_df) - len(ok)
     fig.suptitle((title or "metric vs hyperparameters") + (f" ({failed} trials without a metric)"
@@ -149,7 +147,7 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
     `names` are the two stages' names from the config."""
     both = pd.concat([wide_table.assign(_stage=names[0]), narrow_table.assign(_stage=names[1])],
                      ignore_index=True)
-    params = _varying_params(both)
+    params = varied_columns(both)
     fig, axes = _grid(max(1, len(params)), height=2.2)
     if not params:
         axes[0].text(0.5, 0.5, "no varying hyperparameters", ha="center", va="center")
@@ -183,7 +181,7 @@ def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0
         ax.scatter(i + rng.uniform(-0.12, 0.12, c["n"]), c["values"], s=16, alpha=0.7, color="C0")
         ax.errorbar(i + 0.3, c["mean"], yerr=c["ci_half_width"] or 0.0, fmt="o", color="C3", capsize=4)
     ax.set_xticks(range(len(configs)), [f"{c['config_id']}\n(n={c['n']})" for c in configs], fontsize=8)
-    ax.set_ylabel("best_val_metric")
+    ax.set_ylabel(metric_label(repeat_table))
     ax.set_title(f"seed spread: each seed, mean ± {confidence:.0%} CI (PB-31)", fontsize=10)
     ax.grid(alpha=0.3)
     return _save(fig, out_png)
@@ -271,22 +269,6 @@ def stage_curves(table: pd.DataFrame, stage_dir: Path, out_png: Path) -> Path | 
     label = f"best configuration {best[0]['config_id']} in red" if best else "no usable trial"
     fig.suptitle(f"{Path(stage_dir).name}: learning curves of {len(frames)} trials ({label})", fontsize=10)
     return _save(fig, out_png)
-
-
-def stage_figures(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None,
-                  curves: bool = False) -> list[Path]:
-    """The stage's figures: stage_plots, the learning curves in one figure and, with `curves`,
-    one learning-curve PNG per trial under curves/."""
-    made = stage_plots(stage_dir, out_dir, previous_stage_dir)
-    table = stage_table(stage_dir)
-    if len(table) and (fig := stage_curves(table, stage_dir, Path(out_dir) / "learning_curves.png")):
-        made.append(fig)
-    if curves:
-        for tid in table["trial_id"] if len(table) else []:
-            trial_dir = Path(stage_dir) / "trials" / str(tid)
-            if (trial_dir / "metrics.parquet").exists():
-                made.append(trial_curve(trial_dir, Path(out_dir) / "curves" / f"{tid}.png"))
-    return made
 
 
 def trial_curve(trial_dir: Path, out_png: Path) -> Path:

@@ -24,6 +24,49 @@ SUMMARY_COLUMNS = ("status", "metric", "mode", "best_epoch", "best_val_metric", 
 REQUIRED_COLUMNS = ("trial_id", "status", "best_val_metric", "best_val_loss", "mode", "params_json")
 
 
+#: settings that never name a run or count as varied (places, execution)
+NOT_VARIED = {"trial_id", "stage", "data", "device", "checkpoint_every"}
+
+
+class StagePlans:
+    """What a stage's plan files say (the pipeline writes <stage>/round<k>/plan.json)."""
+
+    def __init__(self, stage_dir: Path):
+        self.dir = Path(stage_dir)
+        plans = [json.loads(p.read_text()) for p in sorted(self.dir.glob("*plan.json"))
+                 + sorted(self.dir.glob("round*/plan.json"))]
+        self.plan: dict[str, dict] = {}
+        for plan in plans:
+            for tid, config in plan.get("trials", {}).items():
+                self.plan.setdefault(tid, config)          # generation order: the run's index
+        self.pack_of = {t: p for plan in plans for p, ts in plan.get("packs", {}).items() for t in ts}
+        source = next((plan["source"] for plan in plans if plan.get("source")), None)
+        self.previous = self.dir.parent / source if source else None   # the stage it narrows
+        self.settings = next((plan["settings"] for plan in plans if plan.get("settings")), {})
+        self.index = {tid: i for i, tid in enumerate(self.plan)}
+        values: dict[str, set] = {}
+        for config in self.plan.values():
+            for k, v in config.items():
+                values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+        self.varied = sorted(k for k, v in values.items() if len(v) > 1 and k not in NOT_VARIED)
+
+    def run_name(self, stage: str, tid: str, config: dict) -> str:
+        """`coarse-007 lr=0.0012 weight_decay=3.1e-05 dropout=0.21`: stage, index, varied settings."""
+        def short(v):
+            return f"{v:.3g}" if isinstance(v, float) else json.dumps(v, separators=(",", ":"))
+        shown = " ".join(f"{k}={short(config[k])}" for k in self.varied if k in config)
+        index = self.index.get(tid)
+        return f"{stage}-{index:03d} {shown}".strip() if index is not None else f"{stage} {tid}"
+
+
+def varied_columns(table: pd.DataFrame, with_seed: bool = False) -> list[str]:
+    """The table's `p.<setting>` columns whose values differ between rows: the searched
+    settings (places and execution never; the seed only when asked)."""
+    skip = NOT_VARIED if with_seed else NOT_VARIED | {"seed"}
+    cols = [c for c in table.columns if c.startswith("p.") and c[2:] not in skip]
+    return [c for c in cols if table[c].astype(str).nunique(dropna=True) > 1]
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mappings become dotted keys; lists become canonical JSON strings."""
     out: dict[str, Any] = {}

@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 HELP = ("Draw a stage's figures: metric vs each hyperparameter, coarse → fine narrowing, seed "
-        "spread, LR range test, the stage's learning curves in one figure and (with --curves) "
-        "one learning-curve PNG per trial (PB-22).")
+        "spread, LR range test, the stage's learning curves in one figure, for searched stages the "
+        "settings' importance (fANOVA) and the best value by trial, and (with --curves) one "
+        "learning-curve PNG per trial (PB-22).")
 
 
 def add_arguments(p) -> None:
@@ -21,14 +22,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from alchemist.analysis import plots
+    from alchemist.analysis import figures
     from alchemist.errors import UserError
 
     if not args.stage_dir.is_dir():
         raise UserError(f"stage folder {args.stage_dir} does not exist")
     if args.previous is not None and not args.previous.is_dir():
         raise UserError(f"--previous folder {args.previous} does not exist")
-    made = plots.stage_figures(args.stage_dir, args.out, args.previous, curves=args.curves)
+    made = figures.stage_figures(args.stage_dir, args.out, args.previous, curves=args.curves)
     for path in made:
         print(path)
     if args.manifest is not None:

@@ -12,7 +12,11 @@ HELP = ("Draw a stage's figures (metric vs each hyperparameter, narrowing, seed 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
-    p.add_argument("--stage", required=True, help="the stage folder's name (or diagnostics)")
+    p.add_argument("--stage", help="the stage folder's name (or diagnostics)")
+    p.add_argument("--selection", type=Path, default=None, metavar="WINNER_JSON",
+                   help="instead of a stage: the select stage's winner.json → its MLflow run with the "
+                        "winner's model (its seeds averaged; mlflow.pytorch), registered as --model-name")
+    p.add_argument("--model-name", default=None, help="registered model name (default: <experiment>-winner)")
     p.add_argument("--figures-dir", type=Path, default=None,
                    help="draw the stage's figures here (default: log the PNGs the stage folder holds)")
     p.add_argument("--previous", type=Path, default=None,
@@ -29,15 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.analysis import plots
+    from alchemist.analysis.figures import stage_figures
     from alchemist.commands.sync import guarded, tracking_uri
     from alchemist.errors import UserError
 
+    if args.selection is not None:
+        return publish_selection(args)
+    if not args.stage:
+        raise UserError("give --stage or --selection")
     stage_dir = args.results / args.stage
     if not stage_dir.is_dir():
         raise UserError(f"stage folder {stage_dir} does not exist")
     if args.figures_dir is not None:
-        figures = plots.stage_figures(stage_dir, args.figures_dir, args.previous, curves=args.curves)
+        figures = stage_figures(stage_dir, args.figures_dir, args.previous, curves=args.curves)
     else:
         figures = sorted(stage_dir.glob("*.png"))
     for path in figures:
@@ -58,4 +66,38 @@ def run(args: argparse.Namespace) -> int:
         return reports + [sync_stage(stage_dir, tracking_uri=uri, experiment=args.experiment,
                                      data_dir=args.results / "data", figures=figures,
                                      connection=connection)]
+    return guarded(sync, args, uri)
+
+
+def publish_selection(args: argparse.Namespace) -> int:
+    """The select run with the winner's seeds as logged models (outage-safe like the stages)."""
+    import json
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from alchemist.analysis.select import load_winner, winner_trial_dirs
+    from alchemist.commands.sync import guarded, tracking_uri
+    from alchemist.provenance import source_tags
+    from alchemist.track.backend import connect
+    from alchemist.track.selection import sync_selection
+    from alchemist.track.trial_runs import SyncReport
+    from alchemist.train.evaluate import WinnerModel
+
+    winner_file, selection = load_winner(args.selection)
+    dirs = winner_trial_dirs(winner_file, selection)
+    prep = json.loads((args.results / "data" / "prep.json").read_text())
+    val = pq.read_table(args.results / "data" / "val.parquet", columns=prep["features"]).slice(0, 5)
+    example = val.to_pandas().to_numpy("float32")
+    model = WinnerModel(dirs, regression=prep["task"] == "regression").eval()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    uri = tracking_uri(args)
+    name = args.model_name or f"{args.experiment}-winner"
+
+    def sync():
+        client, exp_id = connect(uri, args.experiment)
+        run_id = sync_selection(client, exp_id, uri, winner_file, dirs, model, example, output, name,
+                                source_tags(args.results))
+        return SyncReport(stage=winner_file.parent.name, experiment_id=exp_id, parent_run_id=run_id)
     return guarded(sync, args, uri)

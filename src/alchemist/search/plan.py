@@ -126,6 +126,21 @@ def _needs(table: pd.DataFrame | None, where: str, what: str) -> None:
         raise UserError(f"{where}: needs {what}")
 
 
+def stage_settings(stage: Stage) -> dict:
+    """The stage's own settings as its config gives them (its MLflow run's params)."""
+    from dataclasses import asdict
+
+    keep = {"kind", "sampler", "trials", "rounds", "data", "set", "source", "top_k", "fix_best",
+            "tune", "top_n", "seeds", "eta", "rungs", "seed"}     # (its space: the trials show it)
+    out = {k: v for k, v in asdict(stage).items() if k in keep and v not in (None, (), {}, [])}
+    if stage.kind != "halving":
+        out.pop("eta", None)
+    if stage.kind != "repeat":
+        out.pop("top_n", None)
+        out.pop("seeds", None)
+    return json.loads(json.dumps(out, default=list))
+
+
 def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFrame | None = None,
                round_: int = 1, history: pd.DataFrame | None = None,
                log: Log = lambda message: None) -> dict:
@@ -154,5 +169,6 @@ def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFram
     unique = list(by_id.values())
     if len(unique) < len(trials):
         log(f"{len(trials) - len(unique)} duplicate trial(s) dropped (a small discrete space?)")
-    return {"stage": stage.name, "source": stage.source, "trials": {t["trial_id"]: t for t in unique},
+    return {"stage": stage.name, "source": stage.source, "settings": stage_settings(stage),
+            "trials": {t["trial_id"]: t for t in unique},
             "packs": pack_trials(unique, search.pack_size)}

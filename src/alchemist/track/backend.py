@@ -68,14 +68,16 @@ def _mlflow():
     return mlflow
 
 
-def retry(fn, *args, attempts: int = 8, **kwargs):
-    """Call fn, retrying transient errors with jittered exponential backoff (≤ ~40 s)."""
+def retry(fn, *args, attempts: int = 8, also: tuple[str, ...] = (), **kwargs):
+    """Call fn, retrying transient errors with jittered exponential backoff (≤ ~40 s); `also`:
+    more error texts (lower case) that a retry cures for this call."""
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - MLflow raises many types
             text = f"{type(err).__name__}: {err}"
-            if attempt == attempts - 1 or not _TRANSIENT.search(text.lower()):
+            cured = _TRANSIENT.search(text.lower()) or any(a in text.lower() for a in also)
+            if attempt == attempts - 1 or not cured:
                 raise
             print(f"alchemist.track: retry {attempt + 1}/{attempts - 1} after {text[:160]}",
                   file=sys.stderr)

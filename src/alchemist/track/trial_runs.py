@@ -1,5 +1,7 @@
-"""A stage's trials as MLflow child runs: one per trial folder, with the trial's settings as
-params, every epoch's metrics, its status and diagnosis as tags, and its files as artifacts.
+"""A stage's trials as MLflow child runs: one per trial folder, named by stage, index and the
+settings that vary in the stage; params are those settings plus the key ones (the full config is
+the config.json artifact); every epoch's metrics under their names (val_accuracy, val_rmse, ...);
+status, diagnosis, configuration, trial and pack ids and the code's git commit as tags.
 
 Idempotent: a run is keyed by tag `alchemist.trial_id`; it is complete once it carries
 `alchemist.synced_digest` = the digest of the trial's files (written last). A complete run with
@@ -13,18 +15,27 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alchemist.analysis.stats import config_id
 from alchemist.analysis.tables import flatten
 from alchemist.track.backend import retry
 from alchemist.track.writer import PARENT, Finish, RunSpec, log_files, metric_value
 from alchemist.trial import canonical_json, pack_key
 
-SYNC_VERSION = "2"
+SYNC_VERSION = "3"
 KIND, STAGE, TRIAL, DIGEST, SOURCE = ("alchemist.kind", "alchemist.stage", "alchemist.trial_id",
                                       "alchemist.synced_digest", "alchemist.source_digest")
 TRIAL_FILES = ("summary.json", "config.json", "metrics.parquet")
 SUMMARY_METRICS = ("best_val_metric", "best_val_loss", "final_val_metric", "final_val_loss",
                    "best_epoch", "epochs_run", "wall_time_s")
 BATCH = 500      # trials per create/finish transaction
+#: params every trial run carries besides the settings its stage varies
+KEY_PARAMS = ("model", "hidden", "activation", "optimizer", "lr", "weight_decay", "dropout",
+              "batch_size", "epochs", "schedule", "seed")
+
+
+def named(key: str, metric: str) -> str:
+    """A column or summary key under its metric's name: val_metric → val_accuracy (or val_rmse)."""
+    return key.replace("metric", metric) if metric and metric != "metric" else key
 
 
 @dataclass
@@ -48,7 +59,8 @@ def files_digest(trial_dir: Path) -> str:
     return h.hexdigest()[:32]
 
 
-def epoch_points(metrics_path: Path, start_ms: int) -> list[tuple[str, float, int, int]]:
+def epoch_points(metrics_path: Path, start_ms: int, metric: str = "metric"
+                 ) -> list[tuple[str, float, int, int]]:
     """(key, value, timestamp, step) of every numeric column of metrics.parquet per epoch; the
     timestamps add up the epochs' wall times from the run's start (same files, same points)."""
     import pyarrow as pa
@@ -68,34 +80,39 @@ def epoch_points(metrics_path: Path, start_ms: int) -> list[tuple[str, float, in
             stamps.append(start_ms + int(1000 * elapsed))
     numeric = [f.name for f in table.schema if f.name != "epoch"
                and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))]
-    return [(key, metric_value(v), ts, int(ep)) for key in numeric
+    return [(named(key, metric), metric_value(v), ts, int(ep)) for key in numeric
             for v, ts, ep in zip(cols[key], stamps, epochs)]
 
 
 def trial_spec(trial_dir: Path, stage: str, parent_id: str, digest: str, config: dict,
-               pack_id: str | None) -> tuple[RunSpec, Finish]:
-    """The run of one trial folder (without its id) and how it finishes."""
+               folder, source_tags: dict[str, str]) -> tuple[RunSpec, Finish]:
+    """The run of one trial folder (without its id) and how it finishes; `folder` is the
+    stage's StagePlans (run names, varied settings, packs)."""
     summary = json.loads((trial_dir / "summary.json").read_text())
-    tid = summary.get("trial_id", trial_dir.name)
+    tid, metric = summary.get("trial_id", trial_dir.name), summary.get("metric") or "metric"
     done_ms = int((trial_dir / "summary.json").stat().st_mtime * 1000)
     start_ms = done_ms - int(1000 * float(summary.get("wall_time_s") or 0))
-    points = epoch_points(trial_dir / "metrics.parquet", start_ms)
-    points += [(k, float(summary[k]), done_ms, 0) for k in SUMMARY_METRICS
+    points = epoch_points(trial_dir / "metrics.parquet", start_ms, metric)
+    points += [(named(k, metric), float(summary[k]), done_ms, 0) for k in SUMMARY_METRICS
                if isinstance(summary.get(k), (int, float)) and not isinstance(summary[k], bool)]
     diagnosis = summary.get("diagnosis") or {}
-    tags = {KIND: "trial", STAGE: stage, TRIAL: tid, SOURCE: digest, PARENT: parent_id}
+    tags = {KIND: "trial", STAGE: stage, TRIAL: tid, SOURCE: digest, PARENT: parent_id, **source_tags}
     tags.update({f"alchemist.{k}": str(v) for k, v in {
-        "status": summary.get("status"), "mode": summary.get("mode"), "metric": summary.get("metric"),
-        "pack_id": pack_id or pack_key(config), "diagnosis": diagnosis.get("label"),
+        "status": summary.get("status"), "mode": summary.get("mode"), "metric": f"val_{metric}",
+        "config_id": config_id(config) if config else None,
+        "pack_id": folder.pack_of.get(tid) or pack_key(config), "diagnosis": diagnosis.get("label"),
         "next_step": diagnosis.get("next_step")}.items() if v is not None})
-    params = {k: v if isinstance(v, str) else canonical_json(v) for k, v in flatten(config).items()}
+    flat = flatten(config)
+    shown = [k for k in (*KEY_PARAMS, *folder.varied) if k in flat]
+    params = {k: flat[k] if isinstance(flat[k], str) else canonical_json(flat[k]) for k in dict.fromkeys(shown)}
     status = "FAILED" if summary.get("status") == "failed" else "FINISHED"
-    return (RunSpec(name=tid, start_ms=start_ms, tags=tags, params=params, metrics=points),
+    return (RunSpec(name=folder.run_name(stage, tid, config), start_ms=start_ms, tags=tags,
+                    params=params, metrics=points),
             Finish("", status, max(done_ms, start_ms), {DIGEST: digest}))
 
 
 def sync_trials(client, writer, report: SyncReport, stage: str, trial_dirs: list[Path],
-                existing: dict[str, list], parent_id: str, plan: dict, pack_of: dict) -> None:
+                existing: dict[str, list], parent_id: str, folder, source_tags: dict) -> None:
     """Bring every trial folder's run up to date (see the module docstring)."""
     todo: list[tuple[Path, str, object]] = []          # (folder, digest, run to complete or None)
     for tdir in trial_dirs:
@@ -111,15 +128,15 @@ def sync_trials(client, writer, report: SyncReport, stage: str, trial_dirs: list
         else:
             todo.append((tdir, digest, keep))
     for i in range(0, len(todo), BATCH):
-        _write(client, writer, report, stage, todo[i:i + BATCH], parent_id, plan, pack_of)
+        _write(client, writer, report, stage, todo[i:i + BATCH], parent_id, folder, source_tags)
 
 
-def _write(client, writer, report, stage, batch, parent_id, plan, pack_of) -> None:
+def _write(client, writer, report, stage, batch, parent_id, folder, source_tags) -> None:
     specs, finishes, uris = [], [], []
     for tdir, digest, _ in batch:
         cfg_path = tdir / "config.json"
-        config = json.loads(cfg_path.read_text()) if cfg_path.exists() else plan.get(tdir.name, {})
-        spec, fin = trial_spec(tdir, stage, parent_id, digest, config, pack_of.get(tdir.name))
+        config = json.loads(cfg_path.read_text()) if cfg_path.exists() else folder.plan.get(tdir.name, {})
+        spec, fin = trial_spec(tdir, stage, parent_id, digest, config, folder, source_tags)
         specs.append(spec)
         finishes.append(fin)
     new = [i for i, (_, _, keep) in enumerate(batch) if keep is None]

@@ -42,3 +42,31 @@ class TrainedTrial:
 
 def evaluate(trial_dir, X, y, device: str = "cpu") -> dict:
     return TrainedTrial(trial_dir, device).evaluate(X, y)
+
+
+class WinnerModel(torch.nn.Module):
+    """The selected configuration as one model: its seeds' outputs averaged — class
+    probabilities (a single BCE logit gives [1 - p, p]; cross-entropy a softmax) or regression
+    values. (batch, features) → (batch, classes or 1). `alchemist predict` uses it; it is also
+    what MLflow logs and registers (mlflow.pytorch)."""
+
+    def __init__(self, trial_dirs: list[str | Path], regression: bool):
+        super().__init__()
+        self.nets = torch.nn.ModuleList(TrainedTrial(d).model for d in trial_dirs)
+        self.regression = regression
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        if logits.shape[1] == 1:
+            p1 = torch.sigmoid(logits[:, 0])
+            return torch.stack([1 - p1, p1], dim=1)
+        return torch.softmax(logits, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [net(x.unsqueeze(0))[0] for net in self.nets]
+        return torch.stack(outs if self.regression else [self.probabilities(o) for o in outs]).mean(0)
+
+    @torch.no_grad()
+    def predict(self, X: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        X = X.to(torch.float32)
+        return torch.cat([self(X[s:s + chunk]) for s in range(0, len(X), chunk)])

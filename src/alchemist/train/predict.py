@@ -30,19 +30,20 @@ def encode_new(table: pd.DataFrame, manifest: dict) -> np.ndarray:
 
 
 def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
-    from alchemist.train.evaluate import TrainedTrial
+    from alchemist.train.evaluate import WinnerModel
 
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     refuse_test_split(data, manifest, "predict", Path(data_dir))
     table = read_table(data, key="--data")
     X = torch.from_numpy(np.ascontiguousarray(encode_new(table, manifest)))
-    outputs = [TrainedTrial(d).predict(X) for d in trial_dirs]
-    out = pd.DataFrame(index=table.index)
     task, classes = manifest["task"], manifest["classes"]
+    model = WinnerModel(trial_dirs, regression=task == "regression").eval()
+    outputs = model.predict(X)
+    out = pd.DataFrame(index=table.index)
     if task == "regression":
-        out["prediction"] = torch.stack(outputs).mean(0)[:, 0].numpy()
+        out["prediction"] = outputs[:, 0].numpy()
     else:
-        probs = torch.stack([_probabilities(o) for o in outputs]).mean(0)
+        probs = outputs
         for i, label in enumerate(classes):
             out[f"p_{label}"] = probs[:, i].numpy()
         out["prediction"] = [classes[i] for i in probs.argmax(1).tolist()]
@@ -54,11 +55,3 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
         else:
             out.attrs["accuracy"] = float((truth.astype(str).to_numpy() == out["prediction"].astype(str)).mean())
     return out
-
-
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(N, classes) probabilities: a single BCE logit gives [1 - p, p], cross-entropy a softmax."""
-    if logits.shape[1] == 1:
-        p1 = torch.sigmoid(logits[:, 0])
-        return torch.stack([1 - p1, p1], dim=1)
-    return torch.softmax(logits, dim=1)

@@ -1,0 +1,110 @@
+"""A stage's figures, assembled (`stage_figures`: what `alchemist plot` and `publish` draw), and
+what a search stage teaches beyond its best trial: which settings mattered (fANOVA through
+optuna.importance, on a study rebuilt from the stage table) and how the best value grew as the
+stage sampled (Optuna's history plot), drawn with Optuna's matplotlib figures and labelled with
+the metric's name."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from alchemist.analysis import plots
+from alchemist.analysis.plots import _is_numeric, _save, metric_label, use_log_axis
+from alchemist.analysis.tables import StagePlans, stage_table, varied_columns
+
+MIN_IMPORTANCE_TRIALS = 8      # fewer usable trials tell nothing about which setting mattered
+
+
+def _study(table: pd.DataFrame, columns: list[str], stage_dir: Path):
+    """An Optuna study rebuilt from the table's usable trials (numeric varied settings), in the
+    order the stage generated them: what optuna.importance and its history plot read."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import create_trial
+
+    from alchemist.analysis.stats import usable_value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    order = StagePlans(stage_dir).index
+    rows = sorted(table.to_dict("records"), key=lambda r: (order.get(r["trial_id"], 1 << 30), r["trial_id"]))
+    dists = {}
+    for col in columns:
+        if _is_numeric(table[col]):
+            v = pd.to_numeric(table[col])
+            if v.min() < v.max():
+                dists[col[2:]] = FloatDistribution(float(v.min()), float(v.max()),
+                                                   log=bool(use_log_axis(col[2:], table[col])))
+        else:
+            dists[col[2:]] = CategoricalDistribution(sorted(table[col].astype(str).unique()))
+    study = optuna.create_study(direction="minimize" if (table["mode"] == "min").any() else "maximize")
+    trials = []
+    for r in rows:
+        value = usable_value(r["status"], r["best_val_metric"])
+        if value is not None:
+            params = {k: (float(r[f"p.{k}"]) if isinstance(d, FloatDistribution) else str(r[f"p.{k}"]))
+                      for k, d in dists.items()}
+            trials.append(create_trial(params=params, distributions=dists, value=value))
+    study.add_trials(trials)
+    return study
+
+
+def _title(ax, text: str) -> None:
+    for loc in ("center", "right"):          # Optuna's own titles
+        ax.set_title("", loc=loc)
+    ax.set_title(text, loc="left")
+
+
+def importance_and_history(table: pd.DataFrame, stage_dir: Path, out_dir: Path) -> list[Path]:
+    """Which settings mattered (fANOVA, optuna.importance; PB-27) and the best value found
+    as the stage went on; only for stages with enough usable trials and a searched setting."""
+    import warnings
+
+    import optuna
+    import optuna.visualization.matplotlib as ovm
+
+    columns = varied_columns(table)
+    if StagePlans(stage_dir).settings.get("kind", "search") not in ("search", "halving"):
+        return []                                      # a repeat stage varies seeds, not settings
+    study = _study(table, columns, Path(stage_dir)) if columns else None
+    if study is None or len(study.trials) < MIN_IMPORTANCE_TRIALS or not study.trials[0].params:
+        return []
+    name = metric_label(table)
+    made = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                       # ExperimentalWarning
+        ax = ovm.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        _title(ax, f"{Path(stage_dir).name}: what mattered for {name} (fANOVA)")
+        ax.set_xlabel("share of the variance explained")
+        if ax.get_legend():
+            ax.get_legend().remove()
+        ax.figure.set_size_inches(7, 1.2 + 0.5 * len(study.trials[0].params))
+        made.append(_save(ax.figure, Path(out_dir) / "importance.png", left=1.6))
+        ax = ovm.plot_optimization_history(study)
+        _title(ax, f"{Path(stage_dir).name}: {name} by trial, in sampling order")
+        ax.set_ylabel(name)
+        for text in ax.get_legend().get_texts() if ax.get_legend() else []:
+            text.set_text({"Objective Value": name, "Best Value": "best so far"}.get(text.get_text(),
+                                                                                   text.get_text()))
+        ax.figure.set_size_inches(8, 3.8)
+        made.append(_save(ax.figure, Path(out_dir) / "history.png", right=1.8))
+    return made
+
+
+def stage_figures(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None,
+                  curves: bool = False) -> list[Path]:
+    """The stage's figures: stage_plots, the learning curves in one figure, for searched
+    stages the settings' importance and the optimisation history and, with `curves`, one
+    learning-curve PNG per trial under curves/."""
+    made = plots.stage_plots(stage_dir, out_dir, previous_stage_dir)
+    table = stage_table(stage_dir)
+    if len(table) and (fig := plots.stage_curves(table, stage_dir, Path(out_dir) / "learning_curves.png")):
+        made.append(fig)
+    if len(table):
+        made += importance_and_history(table, stage_dir, out_dir)
+    if curves:
+        for tid in table["trial_id"] if len(table) else []:
+            trial_dir = Path(stage_dir) / "trials" / str(tid)
+            if (trial_dir / "metrics.parquet").exists():
+                made.append(plots.trial_curve(trial_dir, Path(out_dir) / "curves" / f"{tid}.png"))
+    return made
