@@ -66,9 +66,21 @@ def data_files(data: dict) -> list[str]:
             if v and not str(v).startswith("sklearn:")]
 
 
-def params_json(obj) -> str:
-    """Canonical JSON for `params:`: Snakemake compares params by repr(), so key order matters."""
-    return canonical_json(obj)
+PARAMS_DIR = Path(".snakemake/alchemist/params")
+
+
+def params_file(obj) -> str:
+    """A settings object as a content-addressed JSON file (.snakemake/alchemist/params/<sha>.json)
+    whose path is the rule's `params:` value and the job's input: Snakemake compares params by
+    repr(), so the same content is the same path (no rerun), a change a new one — and a rerun's
+    reason is one line naming two short paths, not kilobytes of JSON."""
+    text = canonical_json(obj)
+    path = PARAMS_DIR / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
+    if not path.exists():
+        from alchemist.atomic import write_text
+
+        write_text(path, text + "\n")
+    return str(path)
 
 
 def resources(config: dict, rule: str) -> dict:
@@ -132,7 +144,7 @@ def _canonical_space(space: dict | None) -> dict | None:
 
 
 def plan_config(config: dict, stage: str) -> str:
-    """Everything a stage's plan depends on besides its input tables, as canonical JSON: it is
+    """Everything a stage's plan depends on besides its input tables, as a params_file: it is
     both the plan job's rerun trigger (params) and the config the job reads. Later stages'
     settings are left out, so changing them never reruns this stage."""
     search = config.get("search", {})
@@ -140,10 +152,10 @@ def plan_config(config: dict, stage: str) -> str:
     upto = next(i for i, s in enumerate(specs) if s.get("name") == stage)
     stages = [{k: (_canonical_space(v) if k == "space" else v) for k, v in s.items()}
               for s in specs[: upto + 1]]
-    return canonical_json({"train": config.get("train", {}),
-                           "search": {"space": _canonical_space(search.get("space")),
-                                      "pack_size": search.get("pack_size"),
-                                      "seed": search.get("seed"), "stages": stages}})
+    return params_file({"train": config.get("train", {}),
+                        "search": {"space": _canonical_space(search.get("space")),
+                                   "pack_size": search.get("pack_size"),
+                                   "seed": search.get("seed"), "stages": stages}})
 
 
 def plan_packs(plan_file: str) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ rule diagnostics:
         sanity=f"{RESULTS}/diagnostics/sanity.json",
     params:
         code=dag.command_digest("diagnostics"),
-        trial=dag.params_json({**config["train"], "data": "train"}),
+        trial=dag.params_file({**config["train"], "data": "train"}),
     log:
         f"{RESULTS}/logs/diagnostics.log",
     conda:
@@ -27,4 +27,4 @@ rule diagnostics:
         **dag.resources(config, "default"),
     shell:
         "{ALCHEMIST} diagnostics --data-dir {DATA} --out-dir {RESULTS}/diagnostics "
-        "--out {output.sanity} --trial {params.trial:q} --threads {threads} > {log} 2>&1"
+        "--out {output.sanity} --trial {params.trial} --threads {threads} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule prepare_data:
         manifest=f"{DATA}/prep.json",
     params:
         code=dag.command_digest("prep"),
-        data=dag.params_json(config["data"]),
+        data=dag.params_file({"data": config["data"]}),
     priority: CRITICAL
     log:
         f"{RESULTS}/logs/prepare_data.log",
@@ -25,4 +25,4 @@ rule prepare_data:
     resources:
         **dag.resources(config, "prep"),
     shell:
-        "{ALCHEMIST} prep --data-json {params.data:q} --out {DATA} > {log} 2>&1"
+        "{ALCHEMIST} prep --config {params.data} --out {DATA} > {log} 2>&1"

@@ -32,7 +32,7 @@ checkpoint plan_round:
     conda:
         ENV
     shell:
-        "{ALCHEMIST} plan --config-json {params.config:q} --stage {wildcards.stage} "
+        "{ALCHEMIST} plan --config {params.config} --stage {wildcards.stage} "
         "--round {wildcards.round} {params.previous} {params.history} --out {output} > {log} 2>&1"
 
 

@@ -10,9 +10,10 @@ HELP = "Plan a search stage: sample its trials and group them into packs (plan.j
 def add_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path,
-                        help="a config file (YAML or JSON) with `train:` and `search:` sections")
+                        help="a config file (YAML or JSON) with `train:` and `search:` sections "
+                             "(the pipeline passes .snakemake/alchemist/params/<hash>.json)")
     source.add_argument("--config-json", metavar="JSON",
-                        help="the same as a JSON string (what the pipeline's plan rule passes)")
+                        help="the same as a JSON string")
     p.add_argument("--stage", required=True, help="the stage name (search.stages[].name)")
     p.add_argument("--previous", metavar="TABLE",
                    help="results table (parquet) of the stage named in this stage's `from:`")

@@ -13,7 +13,7 @@ HELP = ("Prepare the data (PB-1..PB-4): test hold-out, stratified train/val spli
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="pipeline config file (YAML/JSON); its data: section is used")
-    src.add_argument("--data-json", help="the data: section itself, as JSON (what the rule passes)")
+    src.add_argument("--data-json", help="the data: section itself, as JSON")
     parser.add_argument("--out", type=Path, default=Path("results/data"),
                         help="output folder (default: results/data)")
 

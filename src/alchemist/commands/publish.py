@@ -33,12 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alchemist.analysis.figures import stage_figures
     from alchemist.commands.sync import guarded, tracking_uri
     from alchemist.errors import UserError
 
     if args.selection is not None:
         return publish_selection(args)
+    from alchemist.analysis.figures import stage_figures
+
     if not args.stage:
         raise UserError("give --stage or --selection")
     stage_dir = args.results / args.stage
