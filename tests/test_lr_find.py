@@ -32,3 +32,29 @@ def test_suggestion_is_the_steepest_fall_before_the_minimum():
     loss = 2 - np.tanh(2 * (x + 2.5)) + np.where(x > -1, (x + 1) ** 2 * 30, 0)   # steepest at 10^-2.5
     assert suggest(lrs, loss) == pytest.approx(10 ** -2.5, rel=0.25)
 
+
+
+def test_smoothed_loss_does_not_lag_and_the_axis_stays_on_the_losses():
+    """The smoothed curve falls where the raw loss falls and bottoms out where it does (an EMA
+    with β = 0.98 trailed it by most of a decade); the y-axis starts at 0 at the lowest, not −2."""
+    from alchemist.analysis.plots import loss_limits
+    from alchemist.train.lr_find import smooth
+
+    lrs = np.geomspace(1e-7, 10, 200)
+    x = np.log10(lrs)
+    noise = np.random.default_rng(0).normal(0, 0.05, len(x))
+    loss = 2.3 - 2 * np.tanh(np.clip(x + 4, 0, None)) + np.where(x > -1, (x + 1) ** 2 * 40, 0) + noise
+    smoothed = smooth(lrs, loss)
+    assert abs(x[np.argmin(smoothed)] - (-1)) <= 0.25
+
+    def halfway(curve):                      # where the fall from 2.3 to 0.3 is half done
+        return x[np.argmax(np.asarray(curve) < 1.3)]
+    ema, avg = [], 0.0
+    for i, v in enumerate(loss):
+        avg = 0.98 * avg + 0.02 * v
+        ema.append(avg / (1 - 0.98 ** (i + 1)))
+    true = -4 + np.arctanh(0.5)
+    assert abs(halfway(smoothed) - true) <= 0.15
+    assert halfway(ema) - true > 0.5                              # what the old curve did
+    bottom, top = loss_limits(pd.Series(loss))
+    assert 0 <= bottom < loss.min() and loss.min() < top < loss.max()

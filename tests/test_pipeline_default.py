@@ -86,7 +86,7 @@ def test_predict_on_new_data_reuses_the_train_encoding(default_pipeline, tmp_pat
     manifest = json.loads((root / "results/data/prep.json").read_text())
     val = pd.read_parquet(root / "results/data/val.parquet")
     raw = load_source("sklearn:digits", None).frame.iloc[val["_row_id"].to_numpy()]
-    assert np.allclose(encode_new(raw, manifest), val[manifest["features"]].to_numpy(), atol=1e-5)
+    assert np.allclose(encode_new(raw, manifest)[1], val[manifest["features"]].to_numpy(), atol=1e-5)
     raw.to_csv(tmp_path / "new.csv", index=False)
     proc = subprocess.run(["alchemist", "predict", "--data", str(tmp_path / "new.csv"),
                            "--out", str(tmp_path / "pred.csv")], cwd=root, capture_output=True, text=True)

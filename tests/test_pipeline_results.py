@@ -39,6 +39,10 @@ def test_every_trial_and_epoch_is_in_mlflow_nested_under_its_stage(default_pipel
             epochs = len(pd.read_parquet(results / stage / "trials" / trial_id / "metrics.parquet"))
             history = client.get_metric_history(run.info.run_id, "val_loss")
             assert len(history) == epochs, (stage, trial_id)
+            if stage == "repeat":       # named metrics once per epoch (val_metric is val_accuracy)
+                for key in ("val_accuracy", "val_balanced_accuracy", "val_roc_auc", "val_recall_3"):
+                    assert len(client.get_metric_history(run.info.run_id, key)) == epochs, key
+                assert "best_val_roc_auc" in run.data.metrics
             checked += 1
     assert checked == len(children) == 32 + 16 + 15
     for stage in ("coarse", "fine", "repeat"):
@@ -49,9 +53,11 @@ def test_report_has_leaderboards_figures_and_lockbox(default_pipeline):
     wf = default_pipeline
     wf.run("--report", "results/report.html")
     html = (wf.root / "results/report.html").read_text()
-    for name in ("leaderboard.csv", "metric_vs_params.png", "narrowing.png", "seed_spread.png",
+    for name in ("leaderboard.html", "metric_vs_params.png", "narrowing.png", "seed_spread.png",
                  "lr_find.png", "status.txt"):
         assert name in html, name
+    board = (wf.root / "results/repeat/leaderboard.html").read_text()    # a table, not a download
+    assert "<table" in board and "<th>val_accuracy_mean</th>" in board and "<th>lr</th>" in board
     if os.path.exists(CHROMIUM):        # the rendered page, as a person sees it
         dom = chromium((wf.root / "results/report.html").as_uri(), wf.root / "chromium-report",
                        "--dump-dom")
@@ -59,6 +65,12 @@ def test_report_has_leaderboards_figures_and_lockbox(default_pipeline):
             assert category in dom, category
         winner = json.loads((wf.root / "results/select/winner.json").read_text())["winner"]
         assert f"WINNER {winner['config_id']}: val_accuracy" in dom    # the summary: front page
+        REPO_RESULTS.mkdir(exist_ok=True)
+        shot = wf.root / "report.png"
+        chromium((wf.root / "results/report.html").as_uri(), wf.root / "chromium-shot",
+                 "--window-size=1400,1000", f"--screenshot={shot}")
+        assert shot.stat().st_size > 20_000
+        shutil.copy(shot, REPO_RESULTS / "report_front_page.png")     # kept as a CI artifact
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("ALCHEMIST_REQUIRE_CHROMIUM"),

@@ -83,3 +83,14 @@ def test_plot_command(results, tmp_path):
     assert _is_png(out / "fine" / "narrowing.png")
     assert main(["plot", "--stage-dir", str(results / "repeat"), "--out", str(out / "r")]) == 0
     assert _is_png(out / "r" / "seed_spread.png") and not (out / "r" / "narrowing.png").exists()
+
+
+def test_importance_is_skipped_when_every_trial_scores_the_same(tmp_path):
+    """fANOVA cannot split zero variance (optuna raises): the history is still drawn and the
+    stage's figures do not fail (a constant metric: e.g. every trial at the majority baseline)."""
+    from alchemist.analysis.figures import importance_and_history
+
+    make_stage(tmp_path, "coarse", 10, epochs=3)
+    table = stage_table(tmp_path / "coarse").assign(best_val_metric=0.5)
+    made = importance_and_history(table, tmp_path / "coarse", tmp_path / "figs")
+    assert [p.name for p in made] == ["history.png"]

@@ -82,7 +82,11 @@ def test_cli_writes_the_contract_files(digits_dir, tmp_path):
     metrics = pd.read_parquet(out / "bbb" / "metrics.parquet")
     assert list(metrics.columns) == ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr",
                                      "grad_norm", "update_ratio_min", "update_ratio_median",
-                                     "update_ratio_max", "epoch_time_s"]
+                                     "update_ratio_max", "epoch_time_s", "val_accuracy",
+                                     "val_balanced_accuracy", "val_macro_f1", "val_roc_auc",
+                                     *[f"val_recall_{c}" for c in range(10)]]
+    assert metrics["val_metric"].tolist() == metrics["val_accuracy"].tolist()   # digits: accuracy
+    assert metrics["val_roc_auc"].between(0.5, 1).all()                      # better than chance
     assert metrics["epoch"].tolist() == [1, 2, 3] and (metrics["grad_norm"] > 0).all()
     assert (metrics["update_ratio_min"] <= metrics["update_ratio_median"]).all()
     assert (metrics["update_ratio_median"] <= metrics["update_ratio_max"]).all()

@@ -25,8 +25,9 @@ rule aggregate_stage:
     output:
         trials=f"{RESULTS}/{{stage}}/trials.parquet",
         seeds=f"{RESULTS}/{{stage}}/seeds.parquet",
-        leaderboard=report(f"{RESULTS}/{{stage}}/leaderboard.csv", category="Leaderboards",
-                           subcategory="{stage}", caption="../report/leaderboard.rst"),
+        leaderboard=f"{RESULTS}/{{stage}}/leaderboard.csv",
+        leaderboard_html=report(f"{RESULTS}/{{stage}}/leaderboard.html", category="Leaderboards",
+                                subcategory="{stage}", caption="../report/leaderboard.rst"),
     params:
         code=dag.command_digest("aggregate"),
         trials=f"{RESULTS}/{{stage}}/trials",

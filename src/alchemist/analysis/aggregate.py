@@ -2,7 +2,8 @@
 
 - `trials`     : the stage table (alchemist.analysis.tables), one row per trial;
 - `seeds`      : one row per configuration: mean, std, 95% CI, n over its seeds (PB-31);
-- `leaderboard`: the configurations ranked by mean validation metric.
+- `leaderboard`: the configurations ranked by mean validation metric (CSV, and HTML for the
+  report).
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def seeds_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 def leaderboard(seeds: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.DataFrame:
     """Configurations ranked by mean; the metric's name in the mean's column (e.g.
-    `val_accuracy_mean`) and one column per setting the stage varied, params_json last."""
+    `val_accuracy_mean`), one column per setting the stage varied, the seeds' mean of every
+    other named metric (`val_r2_mean`, `val_balanced_accuracy_mean`, …), params_json last."""
     if seeds.empty:
         return seeds
     ascending = seeds["mode"].iloc[0] == "min"
@@ -52,6 +54,16 @@ def leaderboard(seeds: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.D
         if len(names) == 1:
             board = board.rename(columns={c: f"val_{names[0]}_{c}" for c in
                                           ("mean", "std", "ci_low", "ci_high", "ci_half_width")})
+        by_trial = trials.set_index("trial_id")
+        at = board.columns.get_loc("mode")
+        for col in [c for c in trials.columns if c.startswith("best_val_")
+                    and c not in ("best_val_metric", "best_val_loss")]:
+            name = f"{col[5:]}_mean"                      # e.g. val_r2_mean over the seeds
+            if name not in board.columns:
+                board.insert(at, name, [pd.to_numeric(by_trial[col].reindex(ids.split(",")),
+                                                      errors="coerce").mean()
+                                        for ids in board["trial_ids"]])
+                at += 1
     return board[[c for c in board.columns if c != "params_json"] + ["params_json"]]
 
 
@@ -61,10 +73,30 @@ def write_tables(trials: pd.DataFrame, out: Path, summary: bool) -> list[Path]:
     if summary:
         seeds = seeds_table(trials)
         written.append(_write(seeds, out.with_name("seeds.parquet")))
+        board = leaderboard(seeds, trials)
         with replacing(out.with_name("leaderboard.csv")) as tmp:
-            leaderboard(seeds, trials).to_csv(tmp, index=False)
-        written.append(out.with_name("leaderboard.csv"))
+            board.to_csv(tmp, index=False)
+        with replacing(out.with_name("leaderboard.html")) as tmp:
+            Path(tmp).write_text(leaderboard_html(board, out.parent.name))
+        written += [out.with_name("leaderboard.csv"), out.with_name("leaderboard.html")]
     return written
+
+
+def leaderboard_html(board: pd.DataFrame, stage: str) -> str:
+    """The leaderboard as a page of its own (what `snakemake --report` shows): rank, id, the
+    varied settings and the metrics, 4 significant digits; ids of trials and params left to
+    the CSV."""
+    shown = board.drop(columns=[c for c in ("trial_ids", "params_json", "mode") if c in board])
+    table = shown.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}",
+                          classes="leaderboard")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{stage} leaderboard</title>"
+            f"<style>{_STYLE}</style></head><body><h3>{stage}: configurations ranked by mean over "
+            f"their seeds (95% t-interval)</h3>{table}</body></html>\n")
+
+
+_STYLE = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+          "th,td{padding:3px 8px;text-align:right;border-bottom:1px solid #ddd}"
+          "th{background:#f3f3f3} tr:first-child td{font-weight:bold}")
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:

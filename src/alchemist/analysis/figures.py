@@ -5,6 +5,7 @@ stage sampled (Optuna's history plot), drawn with Optuna's matplotlib figures an
 the metric's name."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -73,13 +74,19 @@ def importance_and_history(table: pd.DataFrame, stage_dir: Path, out_dir: Path) 
     made = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")                       # ExperimentalWarning
-        ax = ovm.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-        _title(ax, f"{Path(stage_dir).name}: what mattered for {name} (fANOVA)")
-        ax.set_xlabel("share of the variance explained")
-        if ax.get_legend():
-            ax.get_legend().remove()
-        ax.figure.set_size_inches(7, 1.2 + 0.5 * len(study.trials[0].params))
-        made.append(_save(ax.figure, Path(out_dir) / "importance.png", left=1.6))
+        try:     # fANOVA needs the trials to differ: all scoring the same explains nothing
+            ax = ovm.plot_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        except RuntimeError as err:
+            print(f"alchemist: no importance figure for {Path(stage_dir).name}: {err}", file=sys.stderr)
+            ax = None
+        if ax is not None:
+            _title(ax, f"{Path(stage_dir).name}: what mattered for {name} (fANOVA)")
+            ax.set_xlabel("share of the variance explained")
+            if ax.get_legend():
+                ax.get_legend().remove()
+            ax.figure.set_size_inches(7, 1.2 + 0.5 * len(study.trials[0].params))
+            made.append(_save(ax.figure, Path(out_dir) / "importance.png", left=1.6))
         ax = ovm.plot_optimization_history(study)
         _title(ax, f"{Path(stage_dir).name}: {name} by trial, in sampling order")
         ax.set_ylabel(name)

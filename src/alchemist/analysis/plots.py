@@ -187,6 +187,16 @@ def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0
     return _save(fig, out_png)
 
 
+def loss_limits(loss: pd.Series) -> tuple[float, float]:
+    """y-limits that show the fall and the start of the blow-up: from just under the lowest
+    loss (never below 0 for a non-negative loss) to 3 falls above the first."""
+    first, low = float(loss.iloc[0]), float(loss.min())
+    fall = abs(first - low) + 1e-12
+    top = max(first, low) + 3 * fall
+    bottom = low - 0.1 * (top - low)
+    return (max(bottom, 0.0) if low >= 0 else bottom), top
+
+
 def lr_find(df: pd.DataFrame, suggested_lr: float | None, out_png: Path) -> Path:
     """Loss against learning rate (log x) with the suggested value marked (PB-13)."""
     d = df.replace([np.inf, -np.inf], np.nan).dropna(subset=["lr", "loss"])
@@ -197,8 +207,7 @@ def lr_find(df: pd.DataFrame, suggested_lr: float | None, out_png: Path) -> Path
     if suggested_lr:
         ax.axvline(suggested_lr, color="C3", ls="--", label=f"suggested lr = {suggested_lr:.3g}")
     if len(d):
-        low = d["loss"].min()
-        ax.set_ylim(top=max(d["loss"].iloc[0], low) + 3 * (abs(d["loss"].iloc[0] - low) + 1e-12))
+        ax.set_ylim(*loss_limits(d["loss"]))
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")

@@ -75,6 +75,7 @@ def build(results: Path, config: dict) -> dict | None:
         "classes": len(prep.get("classes") or []),
         "majority": max(val.values()) / sum(val.values()) if val else None,
         "metric": selection.get("metric") or "val_metric",
+        "why": (prep.get("metric") or {}).get("reason"),
         "direction": "higher is better" if selection.get("mode") == "max" else "lower is better",
         "confidence": selection.get("confidence", 0.95), "winner": winner, "runner_up": runner,
         "within_noise": selection.get("within_noise"), "differs": differs,
@@ -90,10 +91,11 @@ def lines(s: dict) -> list[str]:
     rows = ", ".join(f"{k} {v}" for k, v in s["rows"].items())
     out = [f"task: {s['task']} on {s['data']} ({rows} rows"
            + (f", {s['classes']} classes" if s["classes"] else "") + ")",
-           f"selection metric: {s['metric']} ({s['direction']})"]
+           f"selection metric: {s['metric']} ({s['direction']})"
+           + (f"; {s['why']}" if s.get("why") and s["why"] != "regression" else "")]
     if s["majority"] is not None:
         out.append(f"majority-class baseline (always the most frequent class): "
-                   f"val_accuracy {s['majority']:.4f}")
+                   f"val_accuracy {s['majority']:.4f}, val_balanced_accuracy {1 / max(s['classes'], 2):.4f}")
     out.append(f"WINNER {w['config_id']}: {s['metric']} {_interval(w, conf)}")
     settings = ", ".join(f"{k}={_fmt(v)}" for k, v in s["differs"].items()) or "the defaults"
     out.append(f"  settings that differ from the defaults: {settings}")

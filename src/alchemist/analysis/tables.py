@@ -2,7 +2,8 @@
 files are the source of truth) and read back by the search, selection, plots and tracking.
 
 Columns: trial_id, stage, pack_id, round, the summary's fields (SUMMARY_COLUMNS), diagnosis,
-next_step, config_id, params_json (canonical JSON of the trial config) and one `p.<key>` column
+next_step, the other named metrics at the best epoch (`best_val_r2`; or `best_val_accuracy`,
+`best_val_balanced_accuracy`, `best_val_macro_f1`, `best_val_roc_auc`), config_id, params_json (canonical JSON of the trial config) and one `p.<key>` column
 per setting (nested mappings as dotted keys, lists as canonical JSON).
 """
 from __future__ import annotations
@@ -92,6 +93,8 @@ def trial_row(trial_dir: Path, pack_id: str | None = None, round_: int | None = 
     diagnosis = summary.get("diagnosis") or {}
     row["diagnosis"] = diagnosis.get("label")
     row["next_step"] = diagnosis.get("next_step")
+    row.update({f"best_{name}": value for name, value in
+                (summary.get("best_epoch_metrics") or {}).items()})   # e.g. best_val_r2
     row["config_id"] = config_id(config)
     row["params_json"] = canonical_json(config)
     row.update({f"p.{k}": v for k, v in sorted(flatten(config).items()) if k != "trial_id"})

@@ -108,3 +108,27 @@ def coarse_subsample(y_train: pd.Series, *, fraction: float | None, rows: int | 
         raise UserError(f"data.coarse: {target} rows cannot hold all {len(np.unique(labels))} classes")
     keep, _ = train_test_split(idx, train_size=target, random_state=seed + 2, stratify=labels)
     return np.sort(keep)
+
+
+def choose_metric(requested: str, task: str, y_train: np.ndarray, n_classes: int) -> dict:
+    """The selection metric and why (`data.metric`): regression is ranked by rmse; `auto` picks
+    balanced accuracy when the smallest class has under half its fair share (1/C) of train —
+    accuracy would reward always predicting the majority — else accuracy."""
+    if task == "regression":
+        if requested not in ("auto", "rmse"):
+            raise UserError(f"data.metric: '{requested}' ranks classes; a regression task is "
+                            "ranked by rmse (or auto)")
+        return {"name": "rmse", "reason": "regression"}
+    if requested == "rmse":
+        raise UserError(f"data.metric: 'rmse' ranks regression; this is a {task} task")
+    if requested != "auto":
+        return {"name": requested, "reason": "data.metric"}
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=max(n_classes, 2))
+    smallest = counts.min() / max(counts.sum(), 1)
+    fair = 1 / len(counts)
+    if smallest < 0.5 * fair:
+        return {"name": "balanced_accuracy",
+                "reason": f"auto: the smallest class is {smallest:.1%} of train, under half its fair "
+                          f"share ({fair:.1%}): accuracy would reward predicting the majority"}
+    return {"name": "accuracy", "reason": f"auto: classes balanced enough (smallest {smallest:.1%} of "
+                                          f"train, fair share {fair:.1%})"}

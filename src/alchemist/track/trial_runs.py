@@ -80,6 +80,8 @@ def epoch_points(metrics_path: Path, start_ms: int, metric: str = "metric"
             stamps.append(start_ms + int(1000 * elapsed))
     numeric = [f.name for f in table.schema if f.name != "epoch"
                and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))]
+    # val_metric is also a named column (val_accuracy, …) in newer files: log it once
+    numeric = [k for k in numeric if k == named(k, metric) or named(k, metric) not in cols]
     return [(named(key, metric), metric_value(v), ts, int(ep)) for key in numeric
             for v, ts, ep in zip(cols[key], stamps, epochs)]
 
@@ -95,6 +97,9 @@ def trial_spec(trial_dir: Path, stage: str, parent_id: str, digest: str, config:
     points = epoch_points(trial_dir / "metrics.parquet", start_ms, metric)
     points += [(named(k, metric), float(summary[k]), done_ms, 0) for k in SUMMARY_METRICS
                if isinstance(summary.get(k), (int, float)) and not isinstance(summary[k], bool)]
+    points += [(f"best_{k}", float(v), done_ms, 0) for k, v in
+               (summary.get("best_epoch_metrics") or {}).items()
+               if isinstance(v, (int, float)) and f"best_{k}" != named("best_val_metric", metric)]
     diagnosis = summary.get("diagnosis") or {}
     tags = {KIND: "trial", STAGE: stage, TRIAL: tid, SOURCE: digest, PARENT: parent_id, **source_tags}
     tags.update({f"alchemist.{k}": str(v) for k, v in {

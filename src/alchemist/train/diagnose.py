@@ -25,7 +25,9 @@ NEXT_STEPS = {
 
 
 def diagnose(rows: list[dict], status: str, task: str, init_loss: float, baseline: float) -> dict:
-    """`baseline`: majority-class accuracy (classification) or the train target's std (regression)."""
+    """`baseline`: what guessing scores on the selection metric (classification: the majority
+    share for accuracy, 1/C for balanced accuracy or macro-F1) or the train target's std
+    (regression)."""
     label = _label(rows, status, task, init_loss, baseline)
     return {"label": label, "next_step": NEXT_STEPS[label]}
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from alchemist.train.data import Manifest, Split, augment
-from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss, score
+from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss
+from alchemist.train.metrics import PackMetrics, ranking_scores
 from alchemist.train.models import build_model
 from alchemist.train.params import trial_generator
 from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
@@ -57,6 +58,9 @@ class PackTrainer:
         cfg = trials[0]
         self.train, self.val, self.epochs = train, val, int(cfg["epochs"])
         self.loss = loss_kind(cfg, prep.task)
+        self.scoring = PackMetrics(prep.task, self.loss, prep.metric, prep.n_classes,
+                                   prep.manifest.get("classes"))
+        self.metric = self.scoring.metric                          # what val_metric measures
         self.model = build_model(trials, train.X.shape[1], n_outputs(prep.task, self.loss, prep.n_classes),
                                  prep.image_shape, self.device)
         self.slots, self.matrices = self.model.slots(), self.model.matrix_slots()
@@ -105,7 +109,8 @@ class PackTrainer:
             xb = augment(xb, self.trials, self.gens["augment"], self.prep.image_shape)
         with self.amp():
             out = self.model(xb, self.gens["dropout"])
-        return per_trial_loss(out.float(), yb, self.loss, self.class_w), score(out.detach(), yb, self.loss)
+        return (per_trial_loss(out.float(), yb, self.loss, self.class_w),
+                self.scoring.score(out.detach(), yb))
 
     def backward(self, loss):
         total = loss
@@ -175,7 +180,7 @@ class PackTrainer:
         self.model.train()
         st = resume or {"order": self.epoch_order(), "batch": 0, "elapsed": 0.0,
                         "loss": torch.zeros(self.K, dtype=torch.float64, device=self.device),
-                        "score": torch.zeros(self.K, dtype=torch.float64, device=self.device), "n": 0}
+                        "score": self.scoring.zero(self.K, self.device), "n": 0}
         t0 = time.perf_counter() - st["elapsed"]
         spans = batch_spans(st["order"].shape[1], self.batch)
         probe = None
@@ -196,11 +201,13 @@ class PackTrainer:
 
     @torch.no_grad()
     def evaluate(self, split: Split):
-        """Per trial (K,) loss, metric (accuracy or RMSE) and R² on a whole split, eval mode."""
+        """Per trial (K,) loss and every metric by name (PackMetrics.compute) on a whole split,
+        eval mode."""
         self.model.eval()
         N = len(split.y)
         loss = torch.zeros(self.K, dtype=torch.float64, device=self.device)
-        sc = torch.zeros_like(loss)
+        sc = self.scoring.zero(self.K, self.device)
+        scores = [] if self.scoring.keeps_scores(self.K, N) else None
         for s in range(0, N, EVAL_CHUNK):
             x, y = split.X[s:s + EVAL_CHUNK], split.y[s:s + EVAL_CHUNK]
             pad = -len(y) % ALIGN           # zero rows, dropped below: aligned per-trial blocks
@@ -209,19 +216,20 @@ class PackTrainer:
             with self.amp():
                 out = self.model(xk)[:, :len(y)]
             loss += per_trial_loss(out.float(), yk, self.loss, self.class_w).double() * len(y)
-            sc += score(out, yk, self.loss)
+            sc += self.scoring.score(out, yk)
+            if scores is not None:
+                scores.append(ranking_scores(out, self.loss))
         self.model.train()
-        if self.loss == "mse":
-            sst = (split.y.double() - split.y.double().mean()).pow(2).sum()
-            return loss / N, (sc / N).sqrt(), 1 - sc / sst
-        return loss / N, sc / N, None
+        return loss / N, self.scoring.compute(sc, N, split.y,
+                                                     torch.cat(scores, 1) if scores else None)
 
     def end_epoch(self, st, probe, wall: float):
         """Log a row per running trial; diverged / early-stopping bookkeeping; schedule step."""
         self.epoch += 1
-        val_loss, val_metric, val_r2 = self.evaluate(self.val)
+        val_loss, val = self.evaluate(self.val)
+        val_metric, extra = val["metric"], self.scoring.values(val)
         train_loss = (st["loss"] / st["n"]).tolist()
-        train_metric = (st["score"] / st["n"]).sqrt() if self.loss == "mse" else st["score"] / st["n"]
+        train_metric = self.scoring.compute(st["score"], st["n"])["metric"]
         lrs = self.opt.lr.tolist()
         norms, ratios = probe
         mode = "min" if self.loss == "mse" else "max"
@@ -236,8 +244,7 @@ class PackTrainer:
                    "lr": lrs[k], "grad_norm": norms[k], "update_ratio_min": r[0],
                    "update_ratio_median": statistics.median(r), "update_ratio_max": r[-1],
                    "epoch_time_s": wall}
-            if val_r2 is not None:
-                row["val_r2"] = float(val_r2[k])
+            row.update({name: values[k] for name, values in extra.items()})
             self.rows[k].append(row)
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])) or \
                     row["train_loss"] > DIVERGE_FACTOR * max(self.init_loss[k], 1e-3):

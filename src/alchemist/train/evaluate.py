@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from alchemist.train.losses import n_outputs, per_trial_loss, score
+from alchemist.train.losses import n_outputs, per_trial_loss
+from alchemist.train.metrics import PackMetrics, ranking_scores
 from alchemist.train.models import build_model
 
 
@@ -14,6 +15,7 @@ class TrainedTrial:
     def __init__(self, trial_dir: str | Path, device: str = "cpu"):
         saved = torch.load(Path(trial_dir) / "model.pt", map_location=device, weights_only=False)
         self.config, self.loss, self.task = saved["config"], saved["loss"], saved["task"]
+        self.scoring = PackMetrics(self.task, self.loss, saved.get("metric"), saved["n_classes"])
         n_out = n_outputs(self.task, self.loss, saved["n_classes"])
         self.model = build_model([self.config], saved["n_inputs"], n_out, saved["image_shape"], device)
         self.model.load_trial_state(0, saved["state"])
@@ -28,16 +30,16 @@ class TrainedTrial:
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict:
-        """Unweighted loss and the trial's metric (accuracy, or RMSE with R²) on (X, y)."""
+        """Unweighted loss, the trial's selection metric (`metric`, `value`) and every other
+        metric by name (accuracy, balanced_accuracy, macro_f1, roc_auc; or rmse, r2) on (X, y)."""
         out = self.predict(X).unsqueeze(0)
         y = y.to(self.device).unsqueeze(0)
-        loss = float(per_trial_loss(out, y, self.loss)[0])
-        s = float(score(out, y, self.loss)[0])
         n = y.shape[1]
-        if self.loss == "mse":
-            sst = float((y.double() - y.double().mean()).pow(2).sum())
-            return {"loss": loss, "metric": "rmse", "value": (s / n) ** 0.5, "r2": 1 - s / sst, "rows": n}
-        return {"loss": loss, "metric": "accuracy", "value": s / n, "rows": n}
+        scores = ranking_scores(out, self.loss) if self.scoring.keeps_scores(1, n) else None
+        computed = self.scoring.compute(self.scoring.score(out, y), n, y[0], scores)
+        values = {k: float(v[0]) for k, v in computed.items() if k not in ("recall", "metric")}
+        return {"loss": float(per_trial_loss(out, y, self.loss)[0]), "metric": self.scoring.metric,
+                "value": values[self.scoring.metric], **values, "rows": n}
 
 
 def evaluate(trial_dir, X, y, device: str = "cpu") -> dict:

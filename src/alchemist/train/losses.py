@@ -1,8 +1,7 @@
-"""Losses and scores of a pack (PB-7, PB-4): each trial's mean loss, so the pack's summed loss
+"""Losses of a pack (PB-7, PB-4): each trial's mean loss, so the pack's summed loss
 gives every trial its solo gradient; the model's output width follows the loss."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from alchemist.errors import UserError
@@ -35,22 +34,9 @@ def per_trial_loss(out, y, kind: str, class_w=None):
     return loss.sum(1) / class_w[y].sum(1) if class_w is not None else loss.mean(1)
 
 
-def score(out, y, kind: str):
-    """Per trial: number correct (classification) or sum of squared errors (regression)."""
-    if kind == "mse":
-        return (out.squeeze(-1).float() - y).pow(2).sum(1, dtype=torch.float64)
-    pred = out.contiguous().argmax(-1) if kind == "cross_entropy" else (out.squeeze(-1) > 0).long()
-    return (pred == y).sum(1, dtype=torch.float64)
-
-
 def n_outputs(task: str, loss: str, n_classes: int) -> int:
     """The model's outputs: one logit per class for cross-entropy (two for a binary task, whose
     manifest counts one class column), else one (a BCE logit or a regression value)."""
     if loss == "cross_entropy":
         return 2 if task == "binary" else n_classes
     return 1
-
-
-def metric_name(loss: str) -> str:
-    """What a pack's `*_metric` columns measure: accuracy (classification) or rmse (regression)."""
-    return "rmse" if loss == "mse" else "accuracy"
