@@ -16,6 +16,7 @@ if os.path.isdir(SRC):
 
 from alchemist import dag
 
+dag.check_config_file("config/config.yaml")  # a YAML mistake: one line naming file and line
 configfile: "config/config.yaml"
 
 

@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -15,14 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers importable
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# the lockbox's per-user registry: never the real ~/.local/state (Workflow and the autouse
+# fixture below give each workflow and test its own)
+os.environ.setdefault("ALCHEMIST_LOCKBOX_DIR", tempfile.mkdtemp(prefix="alchemist-lockbox-"))
 
 
 class Workflow:
     """A copy of Snakefile + workflow/ + config/ + src/alchemist in a temp dir, driven by the real
     snakemake."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, registry: Path | None = None):
         self.root = root
+        # the lockbox's per-user registry (outside results/): one per workflow unless shared,
+        # as two clones on one machine share it
+        self.registry = registry or root / ".lockbox-registry"
         root.mkdir(parents=True, exist_ok=True)
         for name in ("Snakefile", "workflow", "config", "envs"):
             src = REPO / name
@@ -50,11 +57,16 @@ class Workflow:
 
     def run(self, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
         cmd = ["snakemake", "--cores", "2", *args]
-        proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout,
+                              env=self.env)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return proc
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "ALCHEMIST_LOCKBOX_DIR": str(self.registry)}
 
     def snapshot(self, folder: str = "results") -> dict[str, str]:
         """sha256 + mtime of every file under `folder` (to prove nothing changed)."""
@@ -68,6 +80,12 @@ class Workflow:
 
 def nothing_to_do(proc: subprocess.CompletedProcess) -> bool:
     return "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(autouse=True)
+def lockbox_registry(tmp_path, monkeypatch):
+    """Every test its own per-user lockbox registry (never the real ~/.local/state)."""
+    monkeypatch.setenv("ALCHEMIST_LOCKBOX_DIR", str(tmp_path / "lockbox-registry"))
 
 
 @pytest.fixture

@@ -66,7 +66,8 @@ def test_first_opening_is_recorded(opened):
 def _attack_cli(wf: Workflow):
     return subprocess.run(["alchemist", "final-test", "--confirm", "--data-dir", "results/data",
                            "--winner", "results/select/winner.json", "--trials-dir",
-                           "results/repeat/trials"], cwd=wf.root, capture_output=True, text=True)
+                           "results/repeat/trials"], cwd=wf.root, capture_output=True, text=True,
+                          env=wf.env)
 
 
 def _with_config(wf: Workflow, **train):
@@ -92,7 +93,7 @@ def _cli_elsewhere(wf: Workflow):
     return subprocess.run(["alchemist", "final-test", "--confirm", "--no-tracking", "--ledger",
                            str(wf.root / "elsewhere/ledger.jsonl"), "--out-dir", str(wf.root / "elsewhere"),
                            "--winner", "results/select/winner.json", "--trials-dir", "results/repeat/trials"],
-                          cwd=wf.root, capture_output=True, text=True)
+                          cwd=wf.root, capture_output=True, text=True, env=wf.env)
 
 
 def _tracking_off_without_ledger_file(wf: Workflow):
@@ -101,6 +102,30 @@ def _tracking_off_without_ledger_file(wf: Workflow):
     config["mlflow"]["enabled"] = False
     wf.write_config(config)
     return _without_ledger_file(wf)
+
+
+def _edited(text: str) -> str:
+    return text.replace('"kind":"evaluation"', '"kind":"note"')
+
+
+def _edited_ledger(wf: Workflow):
+    """One line of the ledger edited ("kind":"evaluation" → "note"): the seal and the registry
+    still hold the evaluation, and the copies disagree."""
+    ledger = wf.root / "results/lockbox/ledger.jsonl"
+    saved = ledger.read_bytes()
+    ledger.write_text(_edited(saved.decode()))
+    proc = wf.run(*CONFIRM, check=False)
+    ledger.write_bytes(saved)
+    return proc
+
+
+def _cli_with_edited_copy(wf: Workflow):
+    edited = wf.root / "edited-ledger.jsonl"
+    edited.write_text(_edited((wf.root / "results/lockbox/ledger.jsonl").read_text()))
+    return subprocess.run(["alchemist", "final-test", "--confirm", "--ledger", str(edited),
+                           "--out-dir", str(wf.root / "elsewhere2"), "--winner",
+                           "results/select/winner.json", "--trials-dir", "results/repeat/trials"],
+                          cwd=wf.root, capture_output=True, text=True, env=wf.env)
 
 
 ATTACKS = {
@@ -118,6 +143,8 @@ ATTACKS = {
     "deleted ledger file and results/test": _without_ledger_file,
     "empty unseal reason": lambda wf: wf.run(*CONFIRM, "unseal_reason=", check=False),
     "other data seed": lambda wf: (wf.update(data={"seed": 5}), wf.run(*CONFIRM, check=False))[1],
+    "edited ledger line": _edited_ledger,
+    "final-test --ledger <edited copy>": _cli_with_edited_copy,
 }
 
 
@@ -131,7 +158,8 @@ def test_every_second_attempt_is_refused(opened):
         proc = attack(wf)
         assert proc.returncode != 0, name
         message = proc.stderr + proc.stdout
-        assert "already evaluated" in message and "opening #1" in message, (name, message[-2000:])
+        assert ("already evaluated" in message or "ledger was edited" in message) and \
+            "opening #1" in message, (name, message[-2000:])
         assert "evaluation-1.json" in message, name
         ledger = (wf.root / "results/lockbox/ledger.jsonl").read_bytes()
         assert ledger == keep["results/lockbox/ledger.jsonl"], name
@@ -155,7 +183,7 @@ def test_unseal_with_a_reason_opens_once_more_and_is_reported(opened):
     again = wf.run(*CONFIRM, f"unseal_reason={reason}", check=False)   # a reason opens once
     assert again.returncode != 0 and "already used" in again.stderr
     status = subprocess.run(["alchemist", "lockbox", "--ledger", "results/lockbox/ledger.jsonl"],
-                            cwd=wf.root, capture_output=True, text=True)
+                            cwd=wf.root, capture_output=True, text=True, env=wf.env)
     assert "opened 2 time(s)" in status.stdout and reason in status.stdout
     report = (wf.root / "results/lockbox/status.txt").read_text()    # refreshed by final_test
     assert "opened 2 time(s)" in report and reason in report
@@ -228,9 +256,93 @@ def test_two_first_openings_at_once_open_it_once(opened, tmp_path):
     cmd = ["alchemist", "final-test", "--confirm", "--data-dir", str(data), "--winner",
            "results/select/winner.json", "--trials-dir", "results/repeat/trials", "--no-tracking",
            "--tracking-uri", f"sqlite:///{tmp_path / 'never.db'}", "--ledger", str(tmp_path / "ledger.jsonl")]
-    procs = [subprocess.Popen(cmd + ["--out-dir", str(tmp_path / f"out{i}")], cwd=opened.root,
+    env = {**opened.env, "ALCHEMIST_LOCKBOX_DIR": str(tmp_path / "fresh-registry")}
+    procs = [subprocess.Popen(cmd + ["--out-dir", str(tmp_path / f"out{i}")], cwd=opened.root, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in done) == [0, 2], done
     assert "already evaluated" in next(err for rc, err in done if rc == 2)
     assert len((data / "lockbox.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_fresh_clone_still_refuses_before_any_job(opened, tmp_path):
+    """A fresh clone on the same machine (no results/: no ledger, seal, MLflow store or prepared
+    data) shares the per-user registry: the request is refused at parse time, citing the first
+    opening, and nothing is written."""
+    clone = Workflow(tmp_path / "clone", registry=opened.registry)
+    shutil.copy(opened.root / "config/config.yaml", clone.root / "config/config.yaml")
+    proc = clone.run(*CONFIRM, check=False)
+    assert proc.returncode != 0
+    assert "already evaluated" in proc.stderr and "opening #1" in proc.stderr, proc.stderr[-2000:]
+    assert not (clone.root / "results").exists()
+    registry = list(opened.registry.glob("*.jsonl"))
+    assert len(registry) == 1 and '"kind":"evaluation"' in registry[0].read_text()
+
+
+def test_lockbox_status_reports_tampering(opened, tmp_path):
+    """`alchemist lockbox` names the edited copy; the openings still count from the others."""
+    data = tmp_path / "data"
+    shutil.copytree(opened.root / "results/data", data)
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text(_edited((opened.root / "results/lockbox/ledger.jsonl").read_text()))
+    proc = subprocess.run(["alchemist", "lockbox", "--ledger", str(ledger), "--data-dir", str(data)],
+                          capture_output=True, text=True, env=opened.env)
+    assert f"TAMPERING: {ledger}:1 is not a ledger event (kind 'note')" in proc.stdout, proc.stdout
+    assert "opened 1 time(s)" in proc.stdout or "opened 2 time(s)" in proc.stdout
+
+
+def _raw_rows(wf: Workflow, split: str):
+    """The source rows of a split, as a user would export them (row ids → the source table)."""
+    import pandas as pd
+
+    from alchemist.data.sources import load_source
+
+    source = load_source("sklearn:digits", None).frame
+    ids = pd.read_parquet(wf.root / f"results/data/{split}.parquet", columns=["_row_id"])["_row_id"]
+    return source, source.iloc[ids.to_numpy()]
+
+
+def _predict(wf: Workflow, table, path):
+    table.to_csv(path, index=False)
+    return subprocess.run(["alchemist", "predict", "--data", str(path), "--out", str(path) + ".out.csv"],
+                          cwd=wf.root, capture_output=True, text=True, env=wf.env)
+
+
+def test_predict_refuses_test_rows_in_any_form(opened, tmp_path):
+    """Shuffled, exported as CSV without the target, one cell changed, or inside the whole
+    source table: refused with the overlap counted; the train rows are predicted."""
+    source, test = _raw_rows(opened, "test")
+    n = len(test)
+    changed = test.copy()
+    changed.iloc[0, 0] += 1                                         # one row no longer a test row
+    forms = {"shuffled": (test.sample(frac=1, random_state=0), n),
+             "features only": (test.drop(columns=["target"]), n),
+             "one cell changed": (changed, n - 1),
+             "whole source": (source, n)}
+    for name, (table, overlap) in forms.items():
+        proc = _predict(opened, table, tmp_path / f"{name.replace(' ', '_')}.csv")
+        assert proc.returncode == 2, (name, proc.stderr[-1500:])
+        assert f"{overlap} of its {len(table)} rows are test rows" in proc.stderr, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr and not (tmp_path / f"{name}.csv.out.csv").exists()
+    _, train = _raw_rows(opened, "train")
+    proc = _predict(opened, train, tmp_path / "train_rows.csv")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+def test_training_refuses_test_rows_in_another_file(opened, tmp_path):
+    """The encoded test rows, shuffled into a new train.parquet (another file hash): refused."""
+    import pandas as pd
+
+    data = opened.root / "results/data"
+    fake = tmp_path / "data"
+    shutil.copytree(data, fake)
+    train = pd.read_parquet(data / "train.parquet")
+    test = pd.read_parquet(data / "test.parquet").sample(frac=1, random_state=1)
+    pd.concat([train, test.head(5)]).to_parquet(fake / "train.parquet", index=False)
+    trial = {"trial_id": "t", "data": "train", "epochs": 1, "hidden": [8]}
+    (tmp_path / "trials.json").write_text(json.dumps([trial]))
+    proc = subprocess.run(["alchemist", "train", "--trials", str(tmp_path / "trials.json"),
+                           "--data-dir", str(fake), "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=opened.env)
+    assert proc.returncode == 2 and f"5 of its {len(train) + 5} rows are test rows" in proc.stderr, \
+        proc.stderr[-1500:]

@@ -1,6 +1,7 @@
 """The pipeline config: validated against workflow/schemas/config.schema.yaml, the schema's
 defaults filled in (Snakemake's `validate`), a violation reported as ONE line naming the offending
-key, then what a schema cannot say (the search stages) checked by alchemist.search.stages.
+key, then what a schema cannot say (the search stages) checked by alchemist.search.stages, and the
+settings written outside `train:` by alchemist.setting_checks.
 The Snakefile's parse-time checks (this plus a dry run of the data) are alchemist.dag's.
 """
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -17,8 +19,18 @@ from alchemist.errors import UserError
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def _key_path(error) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+def _key_path(error, config=None) -> str:
+    """Dotted path of the offending key; a stage by its name (`search.stages.fine.top_k`)."""
+    parts = [str(p) for p in error.absolute_path]
+    if parts[:2] == ["search", "stages"] and len(parts) > 2 and parts[2].isdigit():
+        try:
+            name = config["search"]["stages"][int(parts[2])].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = None
+        if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            parts[2] = name
+    return ".".join(parts) or "(top level)"
+
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,12 +65,12 @@ def schema_error_line(config: dict, schema_path: Path = SCHEMA) -> str | None:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        where = _key_path(error)
+        where = _key_path(error, config)
         prefix = "" if where == "(top level)" else where + "."
         close = difflib.get_close_matches(extra[0], allowed, n=1)
         hint = f"did you mean '{prefix}{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
         return f"config key '{prefix}{extra[0]}' is not allowed; {hint}"
-    return f"config key '{_key_path(error)}': {error.message}"
+    return f"config key '{_key_path(error, config)}': {error.message}"
 
 
 def _errors(errors):
@@ -104,8 +116,10 @@ def validate(config: dict, schema_path: Path = SCHEMA) -> dict:
 
     snakemake_validate(config, str(schema_path), set_default=True)
     from alchemist.search.stages import parse_search  # what a schema cannot check (bounds, `from`)
+    from alchemist.setting_checks import check_settings
 
-    parse_search(config)
+    search = parse_search(config)
+    check_settings(config, search, _validator(schema_path).schema["properties"]["train"])
     return config
 
 

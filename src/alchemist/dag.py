@@ -31,23 +31,46 @@ def check_data(data_cfg: dict, cache_dir: Path) -> None:
         return
     from alchemist.data.prep import prepare
 
-    prepare(copy.deepcopy(data_cfg))
+    prepared = prepare(copy.deepcopy(data_cfg))
+    for line in (prepared.manifest.get("hygiene") or {}).get("warnings", []):
+        print(f"alchemist: warning: {line}", file=sys.stderr)      # once per data + config
     cache_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(canonical_json(data_cfg))
 
 
-def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemake/alchemist")) -> dict:
-    """Snakefile entry point: on a user mistake print one line and exit 2, before any job."""
-    from alchemist.config import validate
+def check_config_file(path: str) -> None:
+    """Before Snakemake reads the default config: a YAML mistake names the file and line."""
     from alchemist.errors import UserError
+    from alchemist.startup import check_yaml
 
     try:
+        check_yaml(path)
+    except UserError as err:
+        print(f"alchemist: config error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemake/alchemist")) -> dict:
+    """Snakefile entry point: on a user mistake print one line and exit 2, before any job; after
+    a killed run, the command that continues it (alchemist.startup)."""
+    from alchemist.config import validate
+    from alchemist.errors import UserError
+    from alchemist.startup import check_overrides, print_hints
+
+    main = workflow is None or getattr(workflow, "is_main_process", True)
+    try:
+        if workflow is not None:
+            settings = getattr(workflow, "config_settings", None)
+            check_overrides(list(getattr(workflow, "overwrite_configfiles", None) or []),
+                            getattr(settings, "overwrite_config", None))
         validate(config)
-        if workflow is None or getattr(workflow, "is_main_process", True):
+        if main:
             check_data(config["data"], cache_dir)
     except UserError as err:
         print(f"alchemist: config error: {err}", file=sys.stderr)
         sys.exit(2)
+    if main and workflow is not None:
+        print_hints()
     return config
 
 
@@ -209,7 +232,7 @@ def lockbox_gate(config: dict, data_dir: str, results: str) -> None:
                            Path(results), read_only=not mlflow.get("enabled", True))
     try:
         check(Path(data_dir), config.get("unseal_reason"), remote,
-              Path(results) / "lockbox" / "ledger.jsonl")
+              Path(results) / "lockbox" / "ledger.jsonl", config.get("data"))
     except Refused as err:
         print(f"alchemist: lockbox: refused: {err}", file=sys.stderr)
         sys.exit(3)

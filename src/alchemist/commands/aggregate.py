@@ -6,7 +6,7 @@ from pathlib import Path
 
 HELP = ("Build a stage's tables from its trial folders: trials.parquet/.csv (one row per trial) "
         "and, with --summary, seeds.parquet/.csv (mean ± 95% CI per configuration) and "
-        "leaderboard.csv.")
+        "leaderboard.csv/.html.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

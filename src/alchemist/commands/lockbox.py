@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from alchemist.lockbox.ledger import local_events
     from alchemist.lockbox.policy import format_status, status
 
-    state = status(local_events(args.data_dir, args.ledger))
+    merged = local_events(args.data_dir, args.ledger)
+    state = {**status(merged.events), "tampering": merged.problems}
     sys.stdout.write(json.dumps(state, indent=2) + "\n" if args.json else format_status(state))
-    return 0
+    return 0      # tampering is shown (TAMPERING lines) and refuses every opening

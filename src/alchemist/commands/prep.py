@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HELP = ("Prepare the data (PB-1..PB-4): test hold-out, stratified train/val split, train-only "
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         data_cfg = validate({"data": json.loads(args.data_json)})["data"]
     manifest = write(prepare(data_cfg), args.out)
+    for line in (manifest.get("hygiene") or {}).get("warnings", []):
+        print(f"alchemist: warning: {line}", file=sys.stderr)
     rows = ", ".join(f"{k} {v['rows']}" for k, v in manifest["splits"].items())
     print(f"prepared {manifest['source']['name']} ({manifest['task']}): {rows} → {args.out}")
     return 0

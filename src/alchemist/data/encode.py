@@ -4,6 +4,8 @@
   train median and adds a `<column>__missing` indicator for each column with gaps IN TRAIN (gaps
   found only in val/test are filled but never shape the feature set);
 - string/categorical columns: one-hot with the categories seen in train (unseen → all zeros);
+  with `max_categories` / `min_frequency` the rarest train categories share one `<col>=__other__`
+  column (as scikit-learn's OneHotEncoder decides them; unseen values go there too);
 - normalisation (PB-2): z-score (default), min-max or none, with train statistics; a constant
   column gets scale 1 so it never divides by zero. Indicators and one-hot columns stay 0/1.
 """
@@ -17,6 +19,7 @@ import pandas as pd
 from alchemist.errors import UserError
 
 MISSING_CATEGORY = "__missing__"
+OTHER = "__other__"
 
 
 def is_categorical(series: pd.Series) -> bool:
@@ -32,11 +35,13 @@ class FeatureEncoder:
     method: str = "zscore"
     shift: np.ndarray | None = None   # mean (zscore) or min (minmax), per numeric column
     scale: np.ndarray | None = None   # std (zscore) or max-min (minmax)
+    capped: dict[str, int] = field(default_factory=dict)      # rare categories put in OTHER
 
     # ------------------------------------------------------------------ fit (train only)
     @classmethod
     def fit(cls, train: pd.DataFrame, others: dict[str, pd.DataFrame], *, method: str,
-            missing: str) -> "FeatureEncoder":
+            missing: str, max_categories: int | None = None,
+            min_frequency: float | None = None) -> "FeatureEncoder":
         numeric = [c for c in train.columns if not is_categorical(train[c])]
         categorical_cols = [c for c in train.columns if c not in numeric]
         splits = {"train": train, **others}
@@ -49,7 +54,12 @@ class FeatureEncoder:
         enc = cls(numeric=numeric, method=method)
         for col in categorical_cols:
             values = train[col].astype("string").fillna(MISSING_CATEGORY)
-            enc.categorical[col] = sorted(values.unique().tolist())
+            cats = sorted(values.unique().tolist())
+            rare = _rare_categories(values, max_categories, min_frequency)
+            if rare:
+                cats = sorted(set(cats) - rare) + [OTHER]
+                enc.capped[col] = len(rare)
+            enc.categorical[col] = cats
         if missing == "impute":
             for col in numeric:
                 column = train[col].to_numpy(dtype=np.float64)
@@ -95,7 +105,7 @@ class FeatureEncoder:
         for col, cats in self.categorical.items():
             values = frame[col].astype("string").fillna(MISSING_CATEGORY).to_numpy()
             for cat in cats:
-                out[:, j] = values == cat
+                out[:, j] = values == cat if cat != OTHER else ~np.isin(values, cats)
                 j += 1
         return out
 
@@ -119,6 +129,22 @@ class FeatureEncoder:
             for j, col in enumerate(self.numeric):
                 columns[col] = {keys[0]: float(self.shift[j]), keys[1]: float(self.scale[j])}
         return {"method": self.method, "columns": columns}
+
+
+def _rare_categories(values: pd.Series, max_categories: int | None,
+                     min_frequency: float | None) -> set[str]:
+    """The train categories scikit-learn's OneHotEncoder would call infrequent."""
+    if not max_categories and not min_frequency:
+        return set()
+    from sklearn.preprocessing import OneHotEncoder
+
+    if min_frequency is not None and min_frequency >= 1:
+        min_frequency = int(min_frequency)
+    ohe = OneHotEncoder(max_categories=max_categories, min_frequency=min_frequency or None,
+                        handle_unknown="infrequent_if_exist")
+    ohe.fit(values.to_numpy(dtype=object).reshape(-1, 1))
+    rare = ohe.infrequent_categories_[0]
+    return set() if rare is None else set(map(str, rare))
 
 
 def _statistics(enc: FeatureEncoder, train: pd.DataFrame, method: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,30 @@
-"""The test-split guard (PB-1, PB-32): every reader of prepared data but the lockbox refuses the
-test split. A file is the test split when its sha256 equals `prep.json`'s
-`splits.test.file_sha256`, whatever its name or folder; a file whose size differs from the data
-folder's test.parquet is not it (no full hash of a big train split in every pack job)."""
+"""The test-split guard (PB-1, PB-32): only the lockbox reads the test rows, in any form.
+
+Two checks, each by content, never by name:
+* a FILE is the test split when its sha256 equals `prep.json`'s `splits.test.file_sha256`,
+  whatever its name or folder (a file whose size differs from the data folder's test.parquet is
+  not it: no full hash of a big train split in every pack job);
+* ROWS are test rows when their content is: prep stores the 64-bit hashes of the test rows
+  (`test_rows.npz`; pandas' `hash_pandas_object`, order-independent) twice — of the raw feature
+  values (what `alchemist predict` is given: a shuffled copy, a CSV export, the whole source
+  table) and of the encoded features (what training reads) — leaving out rows that also occur in
+  train or val (duplicates in the source are not test rows). Any overlap refuses, with its count.
+
+A custom model receives tensors and its settings, never a path; its own code could still open
+`results/data/test.parquet` itself — nothing inside one process can stop that (PB-32 is a
+discipline this guard backs up, not a sandbox).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from alchemist.data.sources import file_sha256
 from alchemist.errors import UserError
+
+FINGERPRINTS = "test_rows.npz"
 
 
 def refuse_test_split(path: Path, manifest: dict, who: str, data_dir: Path) -> None:
@@ -18,3 +35,39 @@ def refuse_test_split(path: Path, manifest: dict, who: str, data_dir: Path) -> N
         return
     if test_sha and file_sha256(Path(path)) == test_sha:
         raise UserError(f"{who} refuses test data ({path}); only the lockbox reads it (PB-32)")
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str], numeric: list[str] | None = None) -> np.ndarray:
+    """uint64 per row of `columns` (sorted by name): numeric columns as float64, others as
+    text, so a CSV export of the same rows hashes the same."""
+    numeric = set(columns if numeric is None else numeric)
+    canonical = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce").astype("float64")
+                              if c in numeric else frame[c].astype(str) for c in sorted(columns)})
+    return pd.util.hash_pandas_object(canonical, index=False).to_numpy()
+
+
+def test_fingerprints(raw: dict[str, pd.DataFrame], encoded: dict[str, pd.DataFrame],
+                      numeric: list[str]) -> dict[str, np.ndarray]:
+    """The test rows' hashes, raw and encoded, without those that also occur in train or val."""
+    out = {}
+    for kind, parts in (("raw", raw), ("encoded", encoded)):
+        cols = list(parts["test"].columns)
+        num = numeric if kind == "raw" else cols
+        test = row_hashes(parts["test"], cols, num)
+        elsewhere = np.concatenate([row_hashes(parts[k], cols, num) for k in ("train", "val")])
+        out[kind] = np.unique(test[~np.isin(test, elsewhere)])
+    return out
+
+
+def refuse_test_rows(frame: pd.DataFrame, columns: list[str], kind: str, data_dir: Path,
+                     who: str, what: str, numeric: list[str] | None = None) -> None:
+    """UserError when any row of `frame` is a test row by content (counted)."""
+    path = Path(data_dir) / FINGERPRINTS
+    if not path.exists() or not len(frame):
+        return
+    with np.load(path) as stored:
+        test = stored[kind]
+    overlap = int(np.isin(row_hashes(frame, columns, numeric), test).sum())
+    if overlap:
+        raise UserError(f"{who} refuses {what}: {overlap} of its {len(frame)} rows are test rows "
+                        f"(by content, in any order); only the lockbox reads them (PB-32)")

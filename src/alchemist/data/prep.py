@@ -19,8 +19,10 @@ import pyarrow.parquet as pq
 
 from alchemist.atomic import replacing
 from alchemist.data.encode import FeatureEncoder
+from alchemist.data.guard import FINGERPRINTS, test_fingerprints
+from alchemist.data.hygiene import check_source, screen
 from alchemist.data.sources import file_sha256, load_source, read_table
-from alchemist.data.split import check_target, coarse_subsample, detect_task, split_rows
+from alchemist.data.split import check_target, choose_metric, coarse_subsample, detect_task, split_rows
 from alchemist.errors import UserError
 
 SPLITS = ("train", "val", "test", "train_coarse")
@@ -31,6 +33,7 @@ ROW_ID, TARGET = "_row_id", "_y"
 class PreparedSplits:
     tables: dict[str, pa.Table]
     manifest: dict
+    fingerprints: dict[str, np.ndarray] | None = None    # the test rows' hashes (data.guard)
 
 
 def _encode_target(y: pd.Series, task: str, classes: list) -> np.ndarray:
@@ -55,6 +58,7 @@ def prepare(cfg: dict) -> PreparedSplits:
     for reserved in (ROW_ID, TARGET):
         if reserved in frame.columns:
             raise UserError(f"data.source: column name '{reserved}' is reserved by alchemist")
+    frame = check_source(frame, target, cfg.get("columns") or {})
     task = detect_task(frame[target], cfg.get("task", "auto") if cfg.get("task", "auto") != "auto"
                        else (src.task_hint or "auto"), target)
     check_target(frame[target], task, target)
@@ -72,7 +76,7 @@ def prepare(cfg: dict) -> PreparedSplits:
     parts = {name: frame.iloc[p] for name, p in pos.items()}
     ids = {name: p.astype(np.int64) for name, p in pos.items()}
     if test_frame is not None:
-        parts["test"] = test_frame[frame.columns]
+        parts["test"] = test_frame[list(frame.columns)]
         ids["test"] = np.arange(len(frame), len(frame) + len(test_frame), dtype=np.int64)
     features = [c for c in frame.columns if c != target]
     coarse = cfg.get("coarse") or {}
@@ -81,10 +85,19 @@ def prepare(cfg: dict) -> PreparedSplits:
                             task=task, seed=cfg["seed"])
     n_source = len(frame)
     src.frame = frame = None   # free the source table: the splits hold what is needed
-    encoder = FeatureEncoder.fit(parts["train"][features],
-                                 {k: parts[k][features] for k in ("val", "test")},
+    feats, hygiene = screen({k: parts[k] for k in ("train", "val", "test")}, features, cfg)
+    if not len(feats["train"].columns):
+        raise UserError("data.source: no feature column is left after " + "; ".join(
+            f"'{c}' ({r})" for c, r in hygiene["dropped"].items())[:300])
+    encoder = FeatureEncoder.fit(feats["train"], {k: feats[k] for k in ("val", "test")},
                                  method=cfg.get("normalise", "zscore"),
-                                 missing=cfg.get("missing", "impute"))
+                                 missing=cfg.get("missing", "impute"),
+                                 max_categories=cfg.get("max_categories"),
+                                 min_frequency=cfg.get("min_frequency"))
+    hygiene["capped"] = encoder.capped
+    hygiene["warnings"] += [f"data: column '{c}' has {n} rare categories beyond data.max_categories/"
+                            f"min_frequency: one '{c}=__other__' column holds them"
+                            for c, n in encoder.capped.items()]
     classes = sorted(parts["train"][target].unique().tolist(), key=str) if task != "regression" else []
     names = encoder.feature_names
     clash = [n for n in names if n in (ROW_ID, TARGET)]
@@ -92,7 +105,7 @@ def prepare(cfg: dict) -> PreparedSplits:
         raise UserError(f"data.source: encoded column name '{clash[0]}' is reserved")
     tables, splits = {}, {}
     for name in ("train", "val", "test"):
-        tables[name] = _table(ids[name], encoder.transform(parts[name][features]),
+        tables[name] = _table(ids[name], encoder.transform(feats[name]),
                               _encode_target(parts[name][target], task, classes), names)
     tables["train_coarse"] = tables["train"].take(pa.array(keep))
     for name, table in tables.items():
@@ -105,6 +118,7 @@ def prepare(cfg: dict) -> PreparedSplits:
         "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
         "classes": [str(c) for c in classes], "target": target, "features": names,
         "image_shape": src.image_shape if names == features else None,
+        "hygiene": hygiene,
         "splits": splits, "normalisation": encoder.manifest(),
         "encoding": {"numeric": encoder.numeric, "categorical": encoder.categorical},
         "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians,
@@ -114,10 +128,19 @@ def prepare(cfg: dict) -> PreparedSplits:
                    "test_file_sha256": file_sha256(Path(cfg["test_file"])) if cfg.get("test_file") else None},
         "rebalance": rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
                                     cfg.get("rebalance", "none")),
+        "metric": choose_metric(cfg.get("metric", "auto"), task,
+                                tables["train"].column(TARGET).to_numpy(), len(classes)),
         "config": cfg,
     }
-    manifest["audit"] = audit(manifest, tables, parts["train"][features], encoder)
-    return PreparedSplits(tables, manifest)
+    manifest["audit"] = audit(manifest, tables, feats["train"], encoder)
+    used = encoder.numeric + list(encoder.categorical)
+    fingerprints = test_fingerprints(
+        {k: feats[k][used] for k in ("train", "val", "test")},
+        {k: tables[k].select(names).to_pandas() for k in ("train", "val", "test")}, encoder.numeric)
+    manifest["test_rows"] = {"file": FINGERPRINTS, "raw_columns": sorted(used),
+                             "raw_numeric": encoder.numeric,
+                             **{kind: len(h) for kind, h in fingerprints.items()}}
+    return PreparedSplits(tables, manifest, fingerprints)
 
 
 def _table(ids: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str]) -> pa.Table:
@@ -165,6 +188,9 @@ def write(prepared: PreparedSplits, out_dir: Path) -> dict:
     manifest = prepared.manifest
     with contextlib.ExitStack() as stage:     # replaces in reverse order of entry, on success
         manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))
+        if prepared.fingerprints is not None:
+            with open(stage.enter_context(replacing(out_dir / FINGERPRINTS)), "wb") as handle:
+                np.savez(handle, **prepared.fingerprints)
         for name in SPLITS:
             tmp = stage.enter_context(replacing(out_dir / f"{name}.parquet"))
             pq.write_table(prepared.tables[name], tmp)

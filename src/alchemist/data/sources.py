@@ -44,6 +44,11 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def source_sha256(source: str) -> str:
+    """The content hash prep records for `data.source` (what keys the lockbox), without prep."""
+    return _load_builtin(source).sha256 if source.startswith("sklearn:") else file_sha256(Path(source))
+
+
 def _load_builtin(name: str) -> Source:
     key = name.split(":", 1)[1]
     if key not in BUILTINS:
@@ -68,6 +73,15 @@ def read_table(path: str | Path, key: str = "data.source") -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{key}: file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
+        from alchemist.data.hygiene import check_header
+
+        try:
+            check_header(path)
+        except UserError:
+            raise
+        except Exception as err:  # malformed file: report it, not a traceback
+            raise UserError(f"{key}: cannot read {path}: {err}") from None
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)

@@ -1,7 +1,13 @@
 """The one-time test evaluation (PB-32): the ONLY code that opens the test split. Under a lock
 beside the seal it reads every copy of the ledger, asks the policy, records an unseal if one is
 given and needed, evaluates every seed of the winner on the test split, and records the opening
-in the ledger, the seal and (when tracking is on) MLflow."""
+in the per-user registry, the seal, the ledger and (when tracking is on) MLflow — before the
+result file is written or the result shown.
+
+A crash after an unseal is recorded but before its evaluation is: the unseal stays unused, and
+the next attempt (with or without a reason) takes that opening — no result was recorded or
+shown, so nothing was looked at. A crash after the evaluation is recorded: the opening counts
+(its result is in the event)."""
 from __future__ import annotations
 
 import json
@@ -11,22 +17,42 @@ from pathlib import Path
 from alchemist.analysis.select import load_winner, winner_trial_dirs
 from alchemist.analysis.stats import summarise_values
 from alchemist.atomic import file_lock, write_text
-from alchemist.lockbox.ledger import (LEDGER, NoRemote, local_events, merge_events, new_event,
-                                      record_local, seal_lock, source_key)
-from alchemist.lockbox.policy import decide, status
+from alchemist.lockbox.ledger import (LEDGER, Merged, NoRemote, key_of, local_copies, merge_events,
+                                      new_event, record_local, seal_lock, source_key)
+from alchemist.lockbox.policy import Tampered, decide, status
 from alchemist.provenance import code_version
 
 RESULTS = Path("results/test")
 
 
-def check(data_dir: Path, unseal_reason: str | None, remote, ledger: Path = LEDGER) -> None:
+def check(data_dir: Path, unseal_reason: str | None, remote, ledger: Path = LEDGER,
+          data_cfg: dict | None = None) -> None:
     """Raise policy.Refused when an opening now would be refused (the Snakefile's gate, before
-    any job runs); nothing is recorded. Without prepared data it is a first evaluation."""
+    any job runs); nothing is recorded. Without prepared data (a fresh clone) the key comes
+    from the configured source's content, so the per-user registry and MLflow still count."""
     manifest_path = Path(data_dir) / "prep.json"
-    if not manifest_path.exists():
+    if manifest_path.exists():
+        key = source_key(json.loads(manifest_path.read_text()))
+    elif data_cfg:
+        from alchemist.data.sources import file_sha256, source_sha256
+
+        test_file = data_cfg.get("test_file")
+        try:
+            key = key_of(source_sha256(data_cfg["source"]),
+                         file_sha256(Path(test_file)) if test_file else None)
+        except OSError:
+            return                      # no source to key by: prep names the missing file
+    else:
         return
-    key = source_key(json.loads(manifest_path.read_text()))
-    decide(merge_events(local_events(data_dir, ledger), remote.events(key)), key, unseal_reason)
+    merged = all_events(data_dir, ledger, key, remote)
+    decide(merged.events, key, unseal_reason, merged.problems)
+
+
+def all_events(data_dir: Path, ledger: Path, key: str, remote) -> Merged:
+    """Every copy — per-user registry, seal, ledger, MLflow — merged, with any tampering."""
+    problems: list[str] = []
+    copies = local_copies(data_dir, ledger, key, problems)
+    return merge_events({**copies, "MLflow": remote.events(key)}, problems)
 
 
 def evaluate_winner(data_dir: Path, winner: dict, trial_dirs: list[Path], device: str = "cpu") -> dict:
@@ -59,8 +85,8 @@ def open_lockbox(*, data_dir: Path, winner_file: Path | None = None, trials_dir:
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     key = source_key(manifest)
     with file_lock(seal_lock(data_dir)):
-        events = merge_events(local_events(data_dir, ledger), remote.events(key))
-        decision = decide(events, key, unseal_reason)          # raises Refused, citing the first
+        merged = all_events(data_dir, ledger, key, remote)
+        decision = decide(merged.events, key, unseal_reason, merged.problems)  # Refused: cites the first
         if decision.unseal:
             unseal = new_event("unseal", key, reason=decision.unseal["reason"],
                                opening=decision.opening)
@@ -79,11 +105,16 @@ def open_lockbox(*, data_dir: Path, winner_file: Path | None = None, trials_dir:
             code_version=code_version(), result_file=str(result_file),
             result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n", "val_mean",
                                            "val_to_test_gap")})
-        write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
+        if result_file.exists():          # every copy agreed, yet the file is there: refuse
+            raise Tampered(f"lockbox: {result_file} exists but no copy of the ledger records "
+                           f"opening #{decision.opening}; refusing to overwrite it")
+        # recorded in every local copy BEFORE the result is written or shown: an opening that
+        # crashes later still counts (its result is in the event)
         record_local(event, data_dir, ledger)
+        write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
         remote.record(event, result_file)
-    return {"event": event, "result": result, "status": status(merge_events(
-        local_events(data_dir, ledger), remote.events(key)), key)}
+    return {"event": event, "result": result,
+            "status": status(all_events(data_dir, ledger, key, remote).events, key)}
 
 
 def format_result(outcome: dict) -> str:

@@ -12,6 +12,10 @@ class Refused(UserError):
     """A second look at the test set without an unseal: the message cites the first one."""
 
 
+class Tampered(Refused):
+    """Copies of the ledger disagree, or one holds a line that is no event: refused."""
+
+
 @dataclass
 class Decision:
     opening: int                 # 1 for the first evaluation, 2 after one unseal, ...
@@ -27,10 +31,16 @@ def describe(event: dict) -> str:
             f"{', '.join(event.get('trial_ids', [])[:5])} → {shown} ({where})")
 
 
-def decide(events: list[dict], key: str, unseal_reason: str | None) -> Decision:
-    """Allow the first evaluation of this source; refuse later ones unless newly unsealed."""
+def decide(events: list[dict], key: str, unseal_reason: str | None,
+           problems: list[str] = ()) -> Decision:
+    """Allow the first evaluation of this source; refuse later ones unless newly unsealed;
+    refuse anything while the copies of the ledger show tampering."""
     mine = [e for e in events if e.get("source_key") == key]
     evaluations = [e for e in mine if e["kind"] == "evaluation"]
+    if problems:
+        first = f"; first evaluation: {describe(evaluations[0])}" if evaluations else ""
+        raise Tampered(f"the lockbox ledger was edited ({'; '.join(problems[:3])}) — refusing "
+                       f"every opening until the copy is restored (it only ever grows){first}")
     unseals = [e for e in mine if e["kind"] == "unseal"]
     if len(evaluations) <= len(unseals):            # never opened, or an unused unseal
         return Decision(opening=len(evaluations) + 1)
@@ -66,4 +76,5 @@ def format_status(state: dict) -> str:
         lines.append(f"  opening #{ev['opening']} on {ev['time']}: {r.get('metric')} "
                      f"{r.get('test_mean')} → {ev['result_file']}")
     lines += [f"  unsealed on {u['time']}: {u['reason']}" for u in state["unseals"]]
+    lines += [f"  TAMPERING: {p} — every opening is refused" for p in state.get("tampering", [])]
     return "\n".join(lines) + "\n"

@@ -31,8 +31,8 @@ class LockboxLedger:
     def events(self, key: str) -> list[dict]:
         """Events recorded in MLflow for this data source ([] with a warning if unreachable)."""
         db = sqlite_path(self.uri)
-        if self.read_only and db and not db.exists():
-            return []                            # tracking off and never on: nothing to read
+        if db and not db.exists():
+            return []                 # no store yet: nothing to read (and none created by reading)
         try:
             client, exp_id = self._connect()
         except (BackendUnavailable, OSError) as err:

@@ -22,6 +22,7 @@ before an upgrade and re-run after it) is not loaded; the pack or trial starts a
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from alchemist.atomic import replacing
 from alchemist.trial import short_hash
 
 
-FORMAT = 3   # the saved state's layout; 2: one optimiser slot per parameter, 16-bit dropout draws;
-             # 3: schedules' LR holders saved as their group (no torch.optim.SGD)
+FORMAT = 4   # the saved state's layout; 2: one optimiser slot per parameter, 16-bit dropout draws;
+             # 3: schedules' LR holders saved as their group (no torch.optim.SGD);
+             # 4: an epoch's running score is per-class counts (3, K, C) for classification
 
 
 def pack_fingerprint(trials: list[dict]) -> str:
@@ -82,7 +84,14 @@ class Throttle:
         now = time.perf_counter()
         if not force and self.last is not None and now - self.last < self.RATIO * self.cost:
             return False
-        self.save(trainer)
+        try:
+            self.save(trainer)
+        except (OSError, RuntimeError) as err:      # a full disk, a vanished mount: say so, go on
+            print(f"alchemist: warning: checkpoint not written ({err}); training goes on, a kill "
+                  "now loses the epochs since the last checkpoint", file=sys.stderr, flush=True)
+            if force:
+                raise
+            return False
         self.last = time.perf_counter()
         self.cost = self.last - now
         return True
@@ -91,6 +100,13 @@ class Throttle:
 def save_atomic(obj, path: str | Path) -> None:
     with replacing(path, fsync=True) as tmp:
         torch.save(obj, tmp)
+
+
+def discard(path: str | Path) -> None:
+    """Remove a finished pack's checkpoint — only its own file: the `_checkpoints/` folder is
+    shared by the packs of a stage, which may be saving into it right now (SLURM, several
+    GPUs), so it is never removed."""
+    Path(path).unlink(missing_ok=True)
 
 
 def load(path: str | Path, fingerprint: str) -> dict | None:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from alchemist.errors import UserError
-from alchemist.data.guard import refuse_test_split
+from alchemist.data.guard import refuse_test_rows, refuse_test_split
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Manifest:
     features: list[str]
     image_shape: list[int] | None
     manifest: dict = field(repr=False)
+    metric: str | None = None       # the selection metric prep chose (data.metric)
 
     def class_weights(self) -> list[float] | None:
         return (self.manifest.get("rebalance") or {}).get("class_weights")
@@ -46,7 +47,8 @@ def read_manifest(data_dir: str | Path) -> Manifest:
         raise UserError(f"{path} not found: run `alchemist prep` first")
     m = json.loads(path.read_text())
     return Manifest(task=m["task"], n_classes=int(m.get("n_classes", 1)),
-                    features=list(m["features"]), image_shape=m.get("image_shape"), manifest=m)
+                    features=list(m["features"]), image_shape=m.get("image_shape"), manifest=m,
+                    metric=(m.get("metric") or {}).get("name"))
 
 
 def load_split(data_dir: str | Path, name: str, prep: Manifest,
@@ -62,6 +64,7 @@ def load_split(data_dir: str | Path, name: str, prep: Manifest,
     missing = [c for c in [*prep.features, "_y"] if c not in frame.columns]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing[:5]}")
+    refuse_test_rows(frame, prep.features, "encoded", Path(data_dir), "training", str(path))
     X, y = frame_tensors(frame, prep)
     return Split(X.to(device), y.to(device))
 

@@ -6,6 +6,7 @@ goes on), 143 after SIGTERM (checkpoint written; rerun the same command to resum
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -20,7 +21,6 @@ from alchemist.errors import UserError
 from alchemist.train import checkpoint as ckpt
 from alchemist.train.diagnose import diagnose
 from alchemist.train.engine import PackTrainer, Preempted
-from alchemist.train.losses import metric_name
 from alchemist.train.runtime import load_trial_data
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
@@ -82,9 +82,7 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
         write_json(Path(done), {"pack_id": pack_id, "stage": stage, "device": str(dev), "gpu": gpu,
                                 "trials": {t["trial_id"]: s for t, s in zip(trials, trainer.status)}})
     if not keep_checkpoint:
-        path.unlink(missing_ok=True)
-        if not any(path.parent.iterdir()):
-            path.parent.rmdir()
+        ckpt.discard(path)
     return 0
 
 
@@ -95,7 +93,7 @@ class Progress:
 
     def __init__(self, trainer: PackTrainer, pack_id: str):
         self.t0, self.pack_id, self.start_epoch = time.perf_counter(), pack_id, trainer.epoch
-        self.name = f"val_{metric_name(trainer.loss)}"
+        self.name = f"val_{trainer.metric}"
         self.minimise = trainer.loss == "mse"
 
     def __call__(self, tr: PackTrainer) -> None:
@@ -112,31 +110,41 @@ class Progress:
               f"{shown} · {elapsed:.1f} s elapsed · ~{left:.1f} s left", file=sys.stderr, flush=True)
 
 
-def baseline(prep, train) -> float:
-    """Majority-class accuracy, or the target's standard deviation (regression)."""
+def baseline(prep, train, metric: str) -> float:
+    """What guessing scores on train: the target's standard deviation (regression, RMSE of the
+    mean), the majority class's share (accuracy), or 1/C (balanced accuracy, macro-F1)."""
     if prep.task == "regression":
         return float(train.y.double().std())
-    return float(torch.bincount(train.y).max()) / len(train.y)
+    counts = torch.bincount(train.y)
+    if metric != "accuracy":
+        return 1.0 / max(int((counts > 0).sum()), 1)
+    return float(counts.max()) / len(train.y)
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | None) -> None:
     is_reg = trainer.loss == "mse"
-    base = baseline(prep, trainer.train)
+    base = baseline(prep, trainer.train, trainer.metric)
     for k, (t, d) in enumerate(zip(trainer.trials, dirs)):
         rows, best, status = trainer.rows[k], trainer.best[k], trainer.status[k]
-        columns = METRIC_COLUMNS + (["val_r2"] if is_reg else [])
+        columns = METRIC_COLUMNS + trainer.scoring.columns()
         with replacing(d / "metrics.parquet") as tmp:
             pd.DataFrame(rows, columns=columns).to_parquet(tmp, index=False)
         with replacing(d / "model.pt") as tmp:
             torch.save({"config": t, "n_inputs": trainer.train.X.shape[1], "task": prep.task,
-                        "loss": trainer.loss, "image_shape": prep.image_shape,
+                        "loss": trainer.loss, "metric": trainer.metric, "image_shape": prep.image_shape,
                         "n_classes": prep.n_classes, "state": trainer.model.trial_state(k)}, tmp)
         last = rows[-1] if rows else {}
+        at_best = next((r for r in rows if r["epoch"] == best["epoch"]), {})
         summary = {
-            "trial_id": t["trial_id"], "status": status, "metric": metric_name(trainer.loss),
+            "trial_id": t["trial_id"], "status": status, "metric": trainer.metric,
             "mode": "min" if is_reg else "max", "best_epoch": best["epoch"],
             "best_val_metric": best["val_metric"], "best_val_loss": best["val_loss"],
             "final_val_metric": last.get("val_metric"), "final_val_loss": last.get("val_loss"),
+            "best_epoch_metrics": {c: _finite(at_best.get(c)) for c in trainer.scoring.headline()},
             "epochs_run": len(rows), "diverged_epoch": trainer.diverged_epoch[k],
             "wall_time_s": sum(r["epoch_time_s"] for r in rows), "initial_val_loss": trainer.init_loss[k],
             "diagnosis": diagnose(rows, status, prep.task, trainer.init_loss[k], base),

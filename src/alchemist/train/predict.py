@@ -15,18 +15,26 @@ import pandas as pd
 import torch
 
 from alchemist.data.encode import FeatureEncoder
+from alchemist.data.hygiene import apply
 from alchemist.data.sources import read_table
+from alchemist.data.guard import refuse_test_rows, refuse_test_split
 from alchemist.errors import UserError
-from alchemist.data.guard import refuse_test_split
 
 
-def encode_new(table: pd.DataFrame, manifest: dict) -> np.ndarray:
+def encode_new(table: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the table's features cleaned as prep cleaned train (data.hygiene), their encoding)."""
+    report = manifest.get("hygiene")
+    if report:
+        missing = [c for c in report["kept"] if c not in table.columns]
+        if missing:
+            raise UserError(f"--data: column '{missing[0]}' (used in training) is missing")
+        table = apply(table, report, "--data")
     enc = FeatureEncoder.from_manifest(manifest)
     needed = enc.numeric + list(enc.categorical)
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise UserError(f"--data: column '{missing[0]}' (used in training) is missing")
-    return enc.transform(table)
+    return table, enc.transform(table)
 
 
 def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
@@ -35,7 +43,12 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     refuse_test_split(data, manifest, "predict", Path(data_dir))
     table = read_table(data, key="--data")
-    X = torch.from_numpy(np.ascontiguousarray(encode_new(table, manifest)))
+    features, encoded = encode_new(table, manifest)
+    X = torch.from_numpy(np.ascontiguousarray(encoded))
+    rows = manifest.get("test_rows") or {}
+    if rows:
+        refuse_test_rows(features, rows["raw_columns"], "raw", Path(data_dir), "predict", str(data),
+                         rows["raw_numeric"])
     task, classes = manifest["task"], manifest["classes"]
     model = WinnerModel(trial_dirs, regression=task == "regression").eval()
     outputs = model.predict(X)

@@ -1,0 +1,231 @@
+"""Bad input, a corpus of mistakes: one clear line naming the culprit (key, file or column),
+non-zero exit before any job runs, no traceback, nothing under results/ touched.
+
+Each case runs the real `snakemake` on a workflow whose results/ already holds a good prep, so
+the test proves both the message and that earlier results survive. A case is a config edit (a
+function of the config), optionally a replacement text for config/config.yaml or an override
+file, and the fragments its one error line must hold.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import Workflow
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    wf = Workflow(tmp_path_factory.mktemp("errors") / "wf")
+    wf.run("results/data/prep.json")
+    files = wf.root / "files"
+    files.mkdir()
+    rng = np.random.default_rng(0)
+    good = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60),
+                         "y": rng.choice([0, 1], 60), "word": rng.choice(["x", "z"], 60)})
+    good.to_csv(files / "good.csv", index=False)
+    good.assign(y=1).to_csv(files / "one_class.csv", index=False)
+    good.head(4).to_csv(files / "tiny.csv", index=False)
+    good.head(0).to_csv(files / "header_only.csv", index=False)
+    good.assign(y=np.nan).to_csv(files / "nan_target.csv", index=False)
+    good.assign(y=good["y"].astype(object)).pipe(lambda f: f.assign(y=[*f["y"][:-1], None]))\
+        .to_csv(files / "some_nan_target.csv", index=False)
+    stray = good.assign(r=rng.normal(size=60).round(3).astype(object))
+    stray.loc[17, "r"] = "n/a?"
+    stray.to_csv(files / "stray_target.csv", index=False)
+    (files / "dupes.csv").write_text("a,a,y\n" + "\n".join(f"{i},{i},{i % 2}" for i in range(60)))
+    pq.write_table(pa.table({"a": [[1, 2]] * 60, "y": [i % 2 for i in range(60)]}), files / "nested.parquet")
+    nan = good.copy()
+    nan.loc[3, "a"] = np.nan
+    nan.to_csv(files / "nan.csv", index=False)
+    inf = good.copy()
+    inf.loc[5, "b"] = np.inf
+    inf.to_parquet(files / "inf.parquet")
+    good.assign(r=np.r_[np.inf, rng.normal(size=59)]).to_parquet(files / "inf_target.parquet")
+    good.assign(_row_id=1).to_csv(files / "reserved.csv", index=False)
+    good.assign(y=np.arange(60) % 3).to_csv(files / "three.csv", index=False)
+    good.drop(columns=["b"]).to_csv(files / "test_lacks_b.csv", index=False)
+    pd.DataFrame({"id": [f"u{i}" for i in range(300)], "y": np.arange(300) % 2}).to_csv(files / "ids.csv", index=False)
+    (files / "garbage.parquet").write_bytes(b"not a parquet file at all")
+    (files / "good.xlsx").write_bytes(b"PK\x03\x04")
+    return wf
+
+
+def data(**kw):
+    return lambda c: c["data"].update(kw)
+
+
+def train(**kw):
+    return lambda c: c["train"].update(kw)
+
+
+def space(**kw):
+    return lambda c: c["search"]["space"].update(kw)
+
+
+def stage(which, **kw):
+    return lambda c: next(s for s in c["search"]["stages"] if s["name"] == which).update(kw)
+
+
+def csv(name, **kw):
+    return data(source=f"files/{name}", target=kw.pop("target", "y"), **kw)
+
+
+def stages(edit):
+    def apply(c):
+        c["search"]["stages"] = edit(c["search"]["stages"])
+    return apply
+
+
+CASES = {
+    # -- data source and target
+    "missing file": (csv("absent.csv"), ["files/absent.csv", "not found"]),
+    "unknown builtin": (data(source="sklearn:mnistt"), ["sklearn:mnistt"]),
+    "missing target column": (csv("good.csv", target="label"), ["'label'", "not found"]),
+    "single class": (csv("one_class.csv"), ["'y'", "single class"]),
+    "too few rows": (csv("tiny.csv"), ["too few rows"]),
+    "header-only CSV": (csv("header_only.csv"), ["no rows"]),
+    "all-NaN target": (csv("nan_target.csv"), ["'y'", "all missing"]),
+    "some NaN in target": (csv("some_nan_target.csv"), ["'y'", "missing value"]),
+    "stray string in numeric target": (csv("stray_target.csv", target="r"), ["'r'", "'n/a?'", "row 17"]),
+    "non-numeric regression target": (csv("good.csv", target="word", task="regression"), ["'word'", "not numeric"]),
+    "inf in regression target": (csv("inf_target.parquet", target="r"), ["'r'", "non-finite"]),
+    "binary task with 3 classes": (csv("three.csv", task="binary"), ["data.task", "3 classes"]),
+    "duplicate column names": (csv("dupes.csv"), ["'a'", "appears twice", "dupes.csv"]),
+    "nested parquet column": (csv("nested.parquet"), ["'a'", "nested"]),
+    "reserved column name": (csv("reserved.csv"), ["'_row_id'", "reserved"]),
+    "unsupported file type": (csv("good.xlsx"), ["good.xlsx", "unsupported file type"]),
+    "garbage parquet": (csv("garbage.parquet"), ["garbage.parquet", "cannot read"]),
+    "only an ID column": (csv("ids.csv"), ["no feature column is left", "'id'"]),
+    "test file lacks a column": (csv("good.csv", test_file="files/test_lacks_b.csv"), ["data.test_file", "'b'"]),
+    "test file absent": (csv("good.csv", test_file="files/nope.csv"), ["files/nope.csv", "not found"]),
+    "nan under fail": (csv("nan.csv", missing="fail"), ["'a'", "missing"]),
+    "inf under fail": (csv("inf.parquet", missing="fail"), ["'b'", "non-finite"]),
+    # -- data settings
+    "misspelt data key": (lambda c: c["data"].update(sourse=c["data"].pop("source")),
+                          ["data.sourse", "did you mean 'data.source'"]),
+    "test fraction out of range": (data(test_fraction=1.5), ["data.test_fraction"]),
+    "negative val fraction": (data(val_fraction=-0.1), ["data.val_fraction"]),
+    "normalise unknown": (data(normalise="standard"), ["data.normalise"]),
+    "missing policy unknown": (data(missing="drop"), ["data.missing"]),
+    "rebalance unknown": (data(rebalance="smote"), ["data.rebalance"]),
+    "dates unknown": (data(dates="keep"), ["data.dates"]),
+    "max_categories 1": (data(max_categories=1), ["data.max_categories"]),
+    "negative min_frequency": (data(min_frequency=-1), ["data.min_frequency"]),
+    "seed as text": (data(seed="abc"), ["data.seed"]),
+    "coarse fraction zero": (data(coarse={"fraction": 0}), ["data.coarse.fraction"]),
+    "metric for the wrong task": (data(metric="rmse"), ["data.metric", "rmse"]),
+    "metric unknown": (data(metric="auc"), ["data.metric"]),
+    "columns.drop unknown": (csv("good.csv", columns={"drop": ["zzz"]}), ["data.columns.drop", "'zzz'"]),
+    "columns.drop the target": (csv("good.csv", columns={"drop": ["y"]}), ["data.columns.drop", "'y'"]),
+    "columns.categorical unknown": (csv("good.csv", columns={"categorical": ["c"]}),
+                                    ["data.columns.categorical", "'c'"]),
+    "columns.numeric holds text": (csv("good.csv", columns={"numeric": ["word"]}),
+                                   ["data.columns.numeric", "'word'"]),
+    "columns unknown sub-key": (csv("good.csv", columns={"ignore": ["a"]}), ["data.columns.ignore"]),
+    # -- training settings
+    "negative lr": (train(lr=-1), ["train.lr"]),
+    "dropout above 1": (train(dropout=1.5), ["train.dropout"]),
+    "zero epochs": (train(epochs=0), ["train.epochs"]),
+    "unknown optimizer": (train(optimizer="adamx"), ["train.optimizer"]),
+    "zero batch size": (train(batch_size=0), ["train.batch_size"]),
+    "hidden as text": (train(hidden="big"), ["train.hidden"]),
+    "unknown loss": (train(loss="hinge"), ["train.loss"]),
+    "misspelt train key": (train(learning_rat=0.1), ["train.learning_rat", "not allowed"]),
+    "custom model that does not import": (train(model="nomodule_here:make"),
+                                          ["train.model", "nomodule_here", "cannot import"]),
+    "custom model attribute missing": (train(model="json:no_such_factory"),
+                                       ["train.model", "no_such_factory"]),
+    # -- search space
+    "space bound outside the setting's range": (space(dropout={"uniform": [0, 1.5]}),
+                                                ["search.space.dropout", "1.5"]),
+    "space value outside the range": (space(batch_size={"choice": [32, 0]}), ["search.space.batch_size", "0"]),
+    "log range through zero": (space(lr={"log_uniform": [0, 0.1]}), ["search.space.lr", "> 0"]),
+    "range low above high": (space(dropout={"uniform": [0.5, 0.1]}), ["search.space.dropout", "low < high"]),
+    "space unknown setting": (space(lrr={"uniform": [0.1, 0.2]}), ["search.space", "'lrr'"]),
+    "space two distributions": (space(dropout={"uniform": [0, 0.5], "choice": [0.1]}),
+                                ["search.space.dropout", "not valid"]),
+    "space empty choice": (space(dropout={"choice": []}), ["search.space.dropout", "non-empty"]),
+    "space int bounds not integers": (space(epochs={"int": [1.5, 9]}), ["search.space.epochs", "integer"]),
+    "space condition on unknown setting": (space(momentum={"uniform": [0.5, 0.9], "when": {"optimiser": "sgd"}}),
+                                           ["search.space.momentum.when", "'optimiser'"]),
+    # -- stages
+    "stage set outside the range": (stage("fine", set={"epochs": 0}), ["search.stages.fine.set.epochs", "0"]),
+    "stage set unknown setting": (stage("fine", set={"epoch": 3}), ["search.stages.fine.set", "epoch"]),
+    "top_k above the trials": (stage("fine", top_k=200), ["search.stages.fine.top_k", "200", "32"]),
+    "top_n above the trials": (stage("repeat", top_n=50), ["search.stages.repeat.top_n", "50"]),
+    "from an unknown stage": (stage("fine", **{"from": "corse"}), ["search.stages.fine.from"]),
+    "duplicate stage names": (stages(lambda s: [s[0], dict(s[0])] + s[1:]), ["search.stages.coarse", "duplicate"]),
+    "unknown stage kind": (stage("coarse", kind="explore"), ["search.stages.coarse.kind", "explore"]),
+    "unknown sampler": (stage("coarse", sampler="bayes"), ["search.stages.coarse.sampler", "bayes"]),
+    "unknown stage data": (stage("coarse", data="holdout"), ["search.stages.coarse.data", "holdout"]),
+    "select confidence above 1": (stage("select", confidence=1.5), ["search.stages.select.confidence"]),
+    "repeat with one seed": (stage("repeat", seeds=1), ["search.stages.repeat.seeds"]),
+    "stage name with a space": (stage("select", name="pick one"), ["search.stages.3.name", "'pick one'"]),
+    "random stage without trials": (lambda c: c["search"]["stages"][0].pop("trials"),
+                                    ["search.stages.coarse", "trials"]),
+    "halving rungs decreasing": (stages(lambda s: [{"name": "coarse", "kind": "halving", "sampler": "random",
+                                                    "trials": 8, "rungs": [9, 3]}]),
+                                 ["search.stages.coarse.rungs"]),
+    "pack size zero": (lambda c: c["search"].update(pack_size=0), ["search.pack_size"]),
+    "unknown stage key": (stage("coarse", trails=3), ["search.stages.coarse.trails", "did you mean"]),
+    # -- other sections and files
+    "mlflow unknown key": (lambda c: c["mlflow"].update(tracking="x"), ["mlflow.tracking"]),
+    "unknown top-level key": (lambda c: c.update(serach={}), ["serach", "did you mean 'search'"]),
+    "empty space in an override file": ({"override": {"search": {"space": {}}}},
+                                        ["override.yaml", "search.space", "does not remove"]),
+    "YAML syntax error in config.yaml": ({"config_text": "data:\n  source: [sklearn:digits\n"},
+                                         ["config/config.yaml", "line"]),
+    "YAML indentation error in config.yaml": ({"config_text": "data:\n  source: x\n target: y\n"},
+                                              ["config/config.yaml", "line 3"]),
+}
+
+
+def test_the_corpus_is_large():
+    assert len(CASES) >= 70
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_fails_cleanly_and_touches_nothing(prepared, case):
+    edit, expected = CASES[case]
+    wf = prepared
+    before = wf.snapshot()
+    main = wf.root / "config" / "config.yaml"
+    original = main.read_text()
+    args = []
+    if isinstance(edit, dict) and "config_text" in edit:
+        main.write_text(edit["config_text"])
+    elif isinstance(edit, dict):
+        (wf.root / "override.yaml").write_text(yaml.safe_dump(edit["override"]))
+        args = ["--configfile", "config/config.yaml", "override.yaml"]
+    else:
+        config = yaml.safe_load(original)
+        edit(config)
+        (wf.root / "bad.yaml").write_text(yaml.safe_dump(config))
+        args = ["--configfile", "bad.yaml"]
+    try:
+        proc = wf.run(*args, check=False)
+    finally:
+        main.write_text(original)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for fragment in expected:
+        assert fragment in errors[0], (errors[0], fragment)
+    assert "Traceback" not in proc.stderr
+    assert wf.snapshot() == before
+
+
+def test_cli_reports_one_line_and_writes_nothing(tmp_path):
+    from alchemist.cli import main
+
+    out = tmp_path / "out"
+    code = main(["prep", "--data-json", json.dumps({"source": "files/none.parquet", "target": "y"}),
+                 "--out", str(out)])
+    assert code == 2 and not out.exists()
