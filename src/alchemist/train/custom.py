@@ -1,9 +1,20 @@
-"""A user's model, `package.module:callable(n_inputs, n_outputs, config)`, in a pack: K separate
-instances run one after another, each initialised from its trial's seed and init setting and with
-its own dropout stream (torch's global RNG state, saved per trial), so pack == solo holds."""
+"""A user's model, `package.module:callable(n_inputs, n_outputs, config)`, in a pack. The K
+instances are built one by one, each initialised from its trial's seed and init setting, then:
+
+* `VmapPack` (the default): their parameters stacked (torch.func.stack_module_state) and the K
+  forward passes run as ONE vectorised computation (torch.vmap over functional_call); the
+  stacked (K, ...) tensors are the per-trial optimiser's slots, exactly as for the built-in nets;
+* `CustomPack` (the fallback, named in the job's log): K instances run one after another, each
+  with its own dropout stream (torch's global RNG state, saved per trial), so pack == solo holds.
+  Used when vmap cannot give the solo result: BatchNorm (running statistics are updated in place),
+  dropout or other draws from torch's global RNG (one vmapped draw is not K solo draws), trials
+  that build different modules, or a forward that vmap refuses.
+"""
 from __future__ import annotations
 
+import copy
 import importlib
+import sys
 
 import torch
 from torch import nn
@@ -12,31 +23,114 @@ from alchemist.errors import UserError
 from alchemist.train.params import Slot, init_weight_, trial_generator
 
 
-class CustomPack(nn.Module):
-    """K instances of a user model `package.module:callable(n_inputs, n_outputs, config)`."""
+def build_custom(trials: list[dict], n_in: int, n_out: int, image_shape=None) -> nn.Module:
+    """The pack of a custom model: vectorised when it can be, else the loop (said on stderr)."""
+    nets, rng = instantiate(trials, n_in, n_out, image_shape)
+    reason = why_not_vmap(nets, n_in)
+    if reason is None:
+        return VmapPack(nets)
+    print(f"alchemist: model {trials[0]['model']}: {len(nets)} trials run one after another, not "
+          f"vectorised ({reason})", file=sys.stderr, flush=True)
+    return CustomPack(nets, rng)
 
-    def __init__(self, trials: list[dict], n_in: int, n_out: int, image_shape=None):
+
+def instantiate(trials: list[dict], n_in: int, n_out: int, image_shape=None):
+    """K instances and each one's RNG state after construction (its dropout stream)."""
+    module_name, _, attr = trials[0]["model"].partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"cannot import model {trials[0]['model']!r}: {err}") from err
+    nets, rng = [], []
+    for t in trials:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(t["seed"]))
+            net = factory(n_in, n_out, {**t, "image_shape": image_shape})
+            rng.append(torch.get_rng_state())   # the trial's own dropout stream
+        if t["init"] != "torch":
+            gen = trial_generator(t, "init")
+            for m in net.modules():
+                if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                    init_weight_(m.weight.data, fan_in, fan_out, t, gen)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        nets.append(net)
+    return nets, rng
+
+
+def why_not_vmap(nets: list[nn.Module], n_in: int) -> str | None:
+    """None when torch.vmap gives each trial its solo result, else why not."""
+    first = nets[0]
+    if any(repr(n) != repr(first) for n in nets[1:]):
+        return "the trials build different modules"
+    for m in first.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            return "BatchNorm updates its running statistics in place"
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            return "dropout draws from torch's global RNG: one vmapped draw is not K solo draws"
+    try:
+        probe = VmapPack([copy.deepcopy(n) for n in nets[:2]])
+        with torch.no_grad():
+            probe(torch.zeros(probe.K, 2, n_in))
+    except Exception as err:                    # noqa: BLE001 - any refusal means: loop
+        return f"torch.vmap: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+    return None
+
+
+class VmapPack(nn.Module):
+    """K instances of one architecture as one vectorised model (torch.func)."""
+
+    def __init__(self, nets: list[nn.Module]):
         super().__init__()
-        module_name, _, attr = trials[0]["model"].partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise UserError(f"cannot import model {trials[0]['model']!r}: {err}") from err
-        self.K, self.nets, self.rng = len(trials), nn.ModuleList(), []
-        for t in trials:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(t["seed"]))
-                net = factory(n_in, n_out, {**t, "image_shape": image_shape})
-                self.rng.append(torch.get_rng_state())   # the trial's own dropout stream
-            if t["init"] != "torch":
-                gen = trial_generator(t, "init")
-                for m in net.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
-                        init_weight_(m.weight.data, fan_in, fan_out, t, gen)
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-            self.nets.append(net)
+        from torch.func import stack_module_state
+
+        self.K = len(nets)
+        params, buffers = stack_module_state(nets)
+        self.names, self.buffer_names = list(params), list(buffers)
+        self.stacked = nn.ParameterList([nn.Parameter(params[n].detach()) for n in self.names])
+        for i, n in enumerate(self.buffer_names):
+            self.register_buffer(f"buffer{i}", buffers[n])
+        object.__setattr__(self, "base", copy.deepcopy(nets[0]).to("meta"))  # not a submodule
+
+    def forward(self, x, gens=None):
+        from torch.func import functional_call
+
+        self.base.train(self.training)
+        params = dict(zip(self.names, self.stacked))
+        buffers = {n: getattr(self, f"buffer{i}") for i, n in enumerate(self.buffer_names)}
+        return torch.vmap(lambda p, b, xk: functional_call(self.base, (p, b), (xk,)))(params, buffers, x)
+
+    def slots(self):
+        return [Slot(p, list(range(self.K)), p.dim() >= 3, True) for p in self.stacked]
+
+    def matrix_slots(self):
+        return [s for s in self.slots() if s.matrix]
+
+    def zero_grad_(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        out = dict(zip(self.names, self.stacked))
+        out.update({n: getattr(self, f"buffer{i}") for i, n in enumerate(self.buffer_names)})
+        return out
+
+    def trial_state(self, k: int) -> dict:
+        return {n: t[k].detach().clone() for n, t in self._tensors().items()}
+
+    def load_trial_state(self, k: int, state: dict):
+        with torch.no_grad():
+            for n, t in self._tensors().items():
+                t[k].copy_(state[n])
+
+
+class CustomPack(nn.Module):
+    """K instances of a user model run one after another (the fallback; see the module doc)."""
+
+    def __init__(self, nets: list[nn.Module], rng: list[torch.Tensor]):
+        super().__init__()
+        self.K, self.nets, self.rng = len(nets), nn.ModuleList(nets), list(rng)
 
     def slots(self):
         return [Slot(p, [k], p.dim() >= 2, False) for k, net in enumerate(self.nets) for p in net.parameters()]

@@ -4,7 +4,8 @@ Every parameter is a contiguous (K, ...) block of one buffer; the forward uses b
 (torch.baddbmm), and convolutions as im2col + batched matmul (a grouped convolution's per-trial
 sums would depend on K), so a pack costs about one model's Python overhead. Each trial draws its init and dropout masks from its own torch.Generator, so its
 numbers do not depend on its pack-mates (pack == solo). A custom `module:callable` model is K
-separate instances run in a loop, each with its own RNG stream (alchemist.train.custom).
+instances vectorised with torch.func, or run in a loop when vmap cannot match a solo run
+(alchemist.train.custom).
 
 `slots()` lists Slot(param, owners, matrix, stacked): the optimiser, L1 and update-ratio code
 treat every slot as a (len(owners), ...) stack, whatever the model.
@@ -274,9 +275,9 @@ class PackNet(nn.Module):
 def build_model(trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu") -> nn.Module:
     kind = trials[0]["model"]
     if ":" in kind:
-        from alchemist.train.custom import CustomPack
+        from alchemist.train.custom import build_custom
 
-        return CustomPack(trials, n_in, n_out, image_shape).to(device)
+        return build_custom(trials, n_in, n_out, image_shape).to(device)
     if kind not in ("mlp", "resmlp", "cnn", "rescnn"):
         raise UserError(f"unknown model {kind!r}: mlp | resmlp | cnn | rescnn | package.module:callable")
     return PackNet(trials, n_in, n_out, image_shape, device)
