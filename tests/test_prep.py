@@ -179,3 +179,18 @@ def test_gaps_only_in_the_test_file_are_filled_but_never_shape_the_features(tmp_
     assert man["missing"]["fill"]["z"] == pytest.approx(train_rows["z"].median())
     t = prepared.tables["test"].to_pandas()
     assert np.isfinite(t["z"]).all()               # filled with the train median, then scaled
+
+
+def test_synthetic_shapes_are_deterministic_and_balanced():
+    from alchemist.data import synthetic
+    from alchemist.errors import UserError
+
+    a, shape = synthetic.shapes(80)
+    b, _ = synthetic.shapes(80)
+    assert shape == [3, 32, 32] and a.shape == (80, 3 * 32 * 32 + 1) and a.equals(b)
+    assert a["target"].value_counts().tolist() == [20] * 4
+    assert 0 <= a.drop(columns="target").to_numpy().min() and a.drop(columns="target").to_numpy().max() <= 1
+    assert load_source("synthetic:shapes:80", None).sha256 == load_source("synthetic:shapes:80", None).sha256
+    for bad in ("synthetic:circles", "synthetic:shapes:ten", "synthetic:shapes:5"):
+        with pytest.raises(UserError, match="data.source"):
+            load_source(bad, None)

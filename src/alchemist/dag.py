@@ -16,7 +16,7 @@ from alchemist.trial import canonical_json, short_hash
 
 
 def _file_stamp(path: str | None) -> list | None:
-    if not path or str(path).startswith("sklearn:"):
+    if not path or str(path).startswith(("sklearn:", "synthetic:")):
         return None
     p = Path(path)
     return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
@@ -86,7 +86,7 @@ def command_digest(command: str) -> str:
 def data_files(data: dict) -> list[str]:
     """The user's data files (source, test_file) as prep inputs: editing one reruns prep."""
     return [str(v) for v in (data.get("source"), data.get("test_file"))
-            if v and not str(v).startswith("sklearn:")]
+            if v and not str(v).startswith(("sklearn:", "synthetic:"))]
 
 
 PARAMS_DIR = Path(".snakemake/alchemist/params")

@@ -8,6 +8,8 @@
   column (as scikit-learn's OneHotEncoder decides them; unseen values go there too);
 - normalisation (PB-2): z-score (default), min-max or none, with train statistics; a constant
   column gets scale 1 so it never divides by zero. Indicators and one-hot columns stay 0/1.
+  Images (an image shape, every column a pixel) are normalised per CHANNEL: one shift and scale
+  from all of a channel's train pixels, as vision models expect (`groups`).
 """
 from __future__ import annotations
 
@@ -36,12 +38,14 @@ class FeatureEncoder:
     shift: np.ndarray | None = None   # mean (zscore) or min (minmax), per numeric column
     scale: np.ndarray | None = None   # std (zscore) or max-min (minmax)
     capped: dict[str, int] = field(default_factory=dict)      # rare categories put in OTHER
+    groups: list[list[int]] | None = None    # numeric column indices sharing statistics (channels)
 
     # ------------------------------------------------------------------ fit (train only)
     @classmethod
     def fit(cls, train: pd.DataFrame, others: dict[str, pd.DataFrame], *, method: str,
             missing: str, max_categories: int | None = None,
-            min_frequency: float | None = None) -> "FeatureEncoder":
+            min_frequency: float | None = None,
+            image_shape: list[int] | None = None) -> "FeatureEncoder":
         numeric = [c for c in train.columns if not is_categorical(train[c])]
         categorical_cols = [c for c in train.columns if c not in numeric]
         splits = {"train": train, **others}
@@ -52,6 +56,9 @@ class FeatureEncoder:
                             f"non-finite value(s) in the {split} split "
                             "(set data.missing: impute to fill them with the train median)")
         enc = cls(numeric=numeric, method=method)
+        if image_shape and not categorical_cols and len(numeric) == int(np.prod(image_shape)):
+            per = len(numeric) // image_shape[0]
+            enc.groups = [list(range(c * per, (c + 1) * per)) for c in range(image_shape[0])]
         for col in categorical_cols:
             values = train[col].astype("string").fillna(MISSING_CATEGORY)
             cats = sorted(values.unique().tolist())
@@ -128,7 +135,7 @@ class FeatureEncoder:
             keys = ("mean", "std") if self.method == "zscore" else ("min", "range")
             for j, col in enumerate(self.numeric):
                 columns[col] = {keys[0]: float(self.shift[j]), keys[1]: float(self.scale[j])}
-        return {"method": self.method, "columns": columns}
+        return {"method": self.method, "columns": columns, "per_channel": self.groups is not None}
 
 
 def _rare_categories(values: pd.Series, max_categories: int | None,
@@ -153,13 +160,13 @@ def _statistics(enc: FeatureEncoder, train: pd.DataFrame, method: str) -> tuple[
     if method == "none":
         return np.zeros(n), np.ones(n)
     shift, scale = np.empty(n), np.empty(n)
-    for j, col in enumerate(enc.numeric):
-        column = enc._numeric_column(train, col)
+    for group in enc.groups or [[j] for j in range(n)]:
+        values = np.concatenate([enc._numeric_column(train, enc.numeric[j]) for j in group])
         if method == "zscore":
-            shift[j], scale[j] = column.mean(), column.std()
+            shift[group], scale[group] = values.mean(), values.std()
         else:
-            shift[j] = column.min()
-            scale[j] = column.max() - shift[j]
+            shift[group] = values.min()
+            scale[group] = values.max() - values.min()
     scale = np.where(scale > 1e-12, scale, 1.0)   # constant column: no division by zero
     return shift, scale
 

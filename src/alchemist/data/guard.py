@@ -41,8 +41,16 @@ def row_hashes(frame: pd.DataFrame, columns: list[str], numeric: list[str] | Non
     """uint64 per row of `columns` (sorted by name): numeric columns as float64, others as
     text, so a CSV export of the same rows hashes the same."""
     numeric = set(columns if numeric is None else numeric)
-    canonical = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce").astype("float64")
-                              if c in numeric else frame[c].astype(str) for c in sorted(columns)})
+    ordered = sorted(columns)
+    nums = [c for c in ordered if c in numeric]
+    try:                      # wide numeric tables (images): one conversion, not one per column
+        matrix = frame[nums].to_numpy(dtype=np.float64) if nums else None
+    except (ValueError, TypeError):
+        matrix = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64)
+                                  for c in nums])
+    at = {c: i for i, c in enumerate(nums)}
+    canonical = pd.DataFrame({c: matrix[:, at[c]] if c in at else frame[c].astype(str).to_numpy()
+                              for c in ordered}, copy=False)
     return pd.util.hash_pandas_object(canonical, index=False).to_numpy()
 
 

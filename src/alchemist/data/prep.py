@@ -93,7 +93,8 @@ def prepare(cfg: dict) -> PreparedSplits:
                                  method=cfg.get("normalise", "zscore"),
                                  missing=cfg.get("missing", "impute"),
                                  max_categories=cfg.get("max_categories"),
-                                 min_frequency=cfg.get("min_frequency"))
+                                 min_frequency=cfg.get("min_frequency"),
+                                 image_shape=src.image_shape if src.extra.get("per_channel") else None)
     hygiene["capped"] = encoder.capped
     hygiene["warnings"] += [f"data: column '{c}' has {n} rare categories beyond data.max_categories/"
                             f"min_frequency: one '{c}=__other__' column holds them"
@@ -164,15 +165,19 @@ def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
     disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
     coarse_in_train = set(tables["train_coarse"].column(ROW_ID).to_numpy().tolist()) <= ids["train"]
     stats_ok = True
-    for j, col in enumerate(encoder.numeric if encoder.method != "none" else []):
-        column = pd.to_numeric(raw_train[col], errors="coerce").astype("float64")  # pandas: another path
-        if col in encoder.fill:
-            column = column.where(np.isfinite(column), encoder.fill[col])
+    numeric = encoder.numeric if encoder.method != "none" else []
+    if numeric:                # pandas → one float64 matrix: another path than the encoder's
+        matrix = raw_train[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        fill = np.array([encoder.fill.get(c, np.nan) for c in numeric])
+        matrix = np.where(np.isfinite(matrix) | np.isnan(fill), matrix, fill)
+    for group in encoder.groups or [[j] for j in range(len(numeric))]:   # channels share stats
+        values = matrix[:, group].ravel()
         if encoder.method == "zscore":
-            shift, scale = column.mean(), column.std(ddof=0)
+            shift, scale = values.mean(), values.std()
         else:
-            shift, scale = column.min(), column.max() - column.min()
+            shift, scale = values.min(), values.max() - values.min()
         scale = scale if scale > 1e-12 else 1.0
+        j = group[0]
         stats_ok &= bool(np.isclose(shift, encoder.shift[j], rtol=1e-6, atol=1e-9 * (1 + abs(shift)))
                          and np.isclose(scale, encoder.scale[j], rtol=1e-5))
     result = {"disjoint_splits": disjoint, "coarse_within_train": coarse_in_train,

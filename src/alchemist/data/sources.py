@@ -1,4 +1,5 @@
-"""Where rows come from: scikit-learn's built-in tables (no download) or the user's CSV/Parquet.
+"""Where rows come from: scikit-learn's built-in tables and alchemist's generated sets (no
+download; alchemist.data.synthetic) or the user's CSV/Parquet.
 
 A source is loaded into one DataFrame with the target in a named column, plus facts the prep
 stage records: a content sha256, the task hint, and an image shape for image-shaped data.
@@ -46,7 +47,20 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 def source_sha256(source: str) -> str:
     """The content hash prep records for `data.source` (what keys the lockbox), without prep."""
-    return _load_builtin(source).sha256 if source.startswith("sklearn:") else file_sha256(Path(source))
+    if source.startswith(("sklearn:", "synthetic:")):
+        return load_source(source, None).sha256
+    return file_sha256(Path(source))
+
+
+def _load_synthetic(name: str) -> Source:
+    """`synthetic:<set>[:rows]` (alchemist.data.synthetic): images normalised per channel."""
+    from alchemist.data import synthetic
+
+    kind, rows = synthetic.parse(name)
+    frame, image_shape = synthetic.GENERATORS[kind](rows)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+    return Source(frame, BUILTIN_TARGET, name, digest, "multiclass", image_shape,
+                  extra={"per_channel": True})
 
 
 def _load_builtin(name: str) -> Source:
@@ -94,8 +108,8 @@ def read_table(path: str | Path, key: str = "data.source") -> pd.DataFrame:
 
 def load_source(source: str, target: str | None) -> Source:
     """Load `sklearn:<name>` or a CSV/Parquet path; `target` names the label column of a file."""
-    if source.startswith("sklearn:"):
-        loaded = _load_builtin(source)
+    if source.startswith(("sklearn:", "synthetic:")):
+        loaded = _load_builtin(source) if source.startswith("sklearn:") else _load_synthetic(source)
         if target not in (None, BUILTIN_TARGET):
             raise UserError(f"data.target: built-in '{source}' has target column "
                             f"'{BUILTIN_TARGET}', not '{target}'")
