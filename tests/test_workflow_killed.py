@@ -14,7 +14,7 @@ from conftest import Workflow
 def small(wf: Workflow) -> None:
     config = wf.config
     config["data"]["coarse"] = {"fraction": 0.5, "rows": 300, "classes": None}
-    config["train"].update({"hidden": [32], "epochs": 30, "early_stopping": False})
+    config["train"].update({"hidden": [32], "epochs": 15, "early_stopping": False})
     config["search"]["pack_size"] = 4
     config["search"]["space"] = {"lr": {"log_uniform": [1e-3, 3e-2]}}
     config["search"]["stages"] = [

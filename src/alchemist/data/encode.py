@@ -175,11 +175,9 @@ def _non_finite_columns(splits: dict[str, pd.DataFrame], numeric: list[str],
                         categorical: list[str]) -> list[tuple[str, str, int]]:
     found = []
     for name, frame in splits.items():
-        for col in numeric:
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-            count = int((~np.isfinite(values)).sum())
-            if count:
-                found.append((col, name, count))
+        if numeric:                            # numeric columns (by dtype): one matrix
+            counts = (~np.isfinite(frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan))).sum(0)
+            found += [(numeric[j], name, int(counts[j])) for j in np.flatnonzero(counts)]
         found += [(col, name, int(frame[col].isna().sum())) for col in categorical
                   if frame[col].isna().any()]
     return found

@@ -44,13 +44,19 @@ def row_hashes(frame: pd.DataFrame, columns: list[str], numeric: list[str] | Non
     ordered = sorted(columns)
     nums = [c for c in ordered if c in numeric]
     try:                      # wide numeric tables (images): one conversion, not one per column
-        matrix = frame[nums].to_numpy(dtype=np.float64) if nums else None
+        matrix = frame[nums].to_numpy(dtype=np.float64, na_value=np.nan) if nums else None
     except (ValueError, TypeError):
         matrix = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64)
                                   for c in nums])
-    at = {c: i for i, c in enumerate(nums)}
-    canonical = pd.DataFrame({c: matrix[:, at[c]] if c in at else frame[c].astype(str).to_numpy()
-                              for c in ordered}, copy=False)
+    columns_out = {}
+    if nums:                  # the numeric block as one bytes value per row (-0.0 → 0.0, one NaN)
+        matrix = np.ascontiguousarray(matrix + 0.0)
+        matrix[np.isnan(matrix)] = np.nan
+        columns_out["__numbers__"] = np.array([row.tobytes() for row in matrix], dtype=object)
+    for c in ordered:
+        if c not in numeric:
+            columns_out[c] = frame[c].astype(str).to_numpy()
+    canonical = pd.DataFrame(columns_out, copy=False)
     return pd.util.hash_pandas_object(canonical, index=False).to_numpy()
 
 

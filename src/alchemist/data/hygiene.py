@@ -60,9 +60,9 @@ def check_source(frame: pd.DataFrame, target: str, columns: dict) -> pd.DataFram
                 raise UserError(f"data.columns.{key}: no feature column '{name}' "
                                 f"(columns: {', '.join(map(str, frame.columns[:20]))})")
     frame = frame.drop(columns=named["drop"])
-    for col in frame.columns:
+    for col in frame.columns[(frame.dtypes == object).to_numpy()]:     # nested values hide in object columns
         sample = frame[col].dropna().head(20)
-        if frame[col].dtype == object and any(isinstance(v, (list, tuple, dict, np.ndarray)) for v in sample):
+        if any(isinstance(v, (list, tuple, dict, np.ndarray)) for v in sample):
             kind = type(next(v for v in sample if isinstance(v, (list, tuple, dict, np.ndarray)))).__name__
             raise UserError(f"data.source: column '{col}' holds nested values ({kind}); flatten it "
                             "or list it in data.columns.drop")

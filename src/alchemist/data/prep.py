@@ -89,8 +89,9 @@ def prepare(cfg: dict) -> PreparedSplits:
     if not len(feats["train"].columns):
         raise UserError("data.source: no feature column is left after " + "; ".join(
             f"'{c}' ({r})" for c, r in hygiene["dropped"].items())[:300])
+    sequence = src.extra.get("sequence")       # token ids: their values are names, not sizes
     encoder = FeatureEncoder.fit(feats["train"], {k: feats[k] for k in ("val", "test")},
-                                 method=cfg.get("normalise", "zscore"),
+                                 method="none" if sequence else cfg.get("normalise", "zscore"),
                                  missing=cfg.get("missing", "impute"),
                                  max_categories=cfg.get("max_categories"),
                                  min_frequency=cfg.get("min_frequency"),
@@ -119,6 +120,7 @@ def prepare(cfg: dict) -> PreparedSplits:
         "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
         "classes": [str(c) for c in classes], "target": target, "features": names,
         "image_shape": src.image_shape if names == features else None,
+        "sequence": sequence if names == features else None,
         "hygiene": hygiene,
         "splits": splits, "normalisation": encoder.manifest(),
         "encoding": {"numeric": encoder.numeric, "categorical": encoder.categorical},

@@ -53,14 +53,16 @@ def source_sha256(source: str) -> str:
 
 
 def _load_synthetic(name: str) -> Source:
-    """`synthetic:<set>[:rows]` (alchemist.data.synthetic): images normalised per channel."""
+    """`synthetic:<set>[:rows]` (alchemist.data.synthetic): images normalised per channel,
+    token sequences not at all."""
     from alchemist.data import synthetic
 
     kind, rows = synthetic.parse(name)
-    frame, image_shape = synthetic.GENERATORS[kind](rows)
+    frame, shape = synthetic.GENERATORS[kind](rows)
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
-    return Source(frame, BUILTIN_TARGET, name, digest, "multiclass", image_shape,
-                  extra={"per_channel": True})
+    if kind == "sequences":      # token ids: never normalised; the model reads `sequence`
+        return Source(frame, BUILTIN_TARGET, name, digest, "binary", None, extra={"sequence": shape})
+    return Source(frame, BUILTIN_TARGET, name, digest, "multiclass", shape, extra={"per_channel": True})
 
 
 def _load_builtin(name: str) -> Source:

@@ -1,11 +1,17 @@
 """Built-in data that needs no download, generated deterministically (same bytes on every
 machine): `synthetic:shapes` — coloured shapes on a noisy background, for the image path
-(the CNNs, augmentation, per-channel normalisation).
+(the CNNs, augmentation, per-channel normalisation); `synthetic:sequences` — token-id
+sequences, for the sequence path (embedding + LSTM/GRU).
 
 `synthetic:shapes` is 6,000 RGB images of 32×32 in four balanced classes (disc, square,
 triangle, cross), each drawn at a random position, size and colour on a random dark background
 with pixel noise; `synthetic:shapes:<n>` draws n images (e.g. 600 for a quick test). Pixels are
 in [0, 1], stored channel-major (C, H, W) as columns `c{channel}_{row}_{col}`.
+
+`synthetic:sequences` is 6,000 sequences of 6 to 20 tokens from a vocabulary of 9 (ids 1..9,
+padded with 0 to length 20, columns `t00`..`t19`); the label says whether token 1 occurs more
+often than token 2 (ties are not drawn): counting over a variable length, which a recurrent net
+learns from the order-free evidence spread along the sequence.
 """
 from __future__ import annotations
 
@@ -61,4 +67,22 @@ def shapes(rows: int = DEFAULT_ROWS, size: int = SIZE, seed: int = SEED) -> tupl
     return frame, [3, size, size]
 
 
-GENERATORS = {"shapes": shapes}
+def sequences(rows: int = DEFAULT_ROWS, length: int = 20, vocab: int = 10,
+              seed: int = SEED) -> tuple[pd.DataFrame, dict]:
+    """(frame of `length` token columns + `target`, {"vocab": vocab, "length": length})."""
+    rng = np.random.default_rng(seed + 1)
+    kept, labels = [], []
+    while len(kept) < rows:
+        n = rng.integers(6, length + 1)
+        seq = rng.integers(1, vocab, n)
+        ones, twos = int((seq == 1).sum()), int((seq == 2).sum())
+        if ones == twos or labels.count(int(ones > twos)) >= (rows + 1) // 2:
+            continue                                         # no ties; balanced classes
+        kept.append(np.pad(seq, (0, length - n)))
+        labels.append(int(ones > twos))
+    frame = pd.DataFrame(np.stack(kept), columns=[f"t{i:02d}" for i in range(length)])
+    frame["target"] = labels
+    return frame, {"vocab": vocab, "length": length}
+
+
+GENERATORS = {"shapes": shapes, "sequences": sequences}

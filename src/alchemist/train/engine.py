@@ -62,7 +62,7 @@ class PackTrainer:
                                    prep.manifest.get("classes"))
         self.metric = self.scoring.metric                          # what val_metric measures
         self.model = build_model(trials, train.X.shape[1], n_outputs(prep.task, self.loss, prep.n_classes),
-                                 prep.image_shape, self.device)
+                                 prep.image_shape, self.device, prep.manifest.get("sequence"))
         self.slots, self.matrices = self.model.slots(), self.model.matrix_slots()
         self.opt = PackOptimizer(cfg["optimizer"], self.slots, trials)
         self.sched = PackSchedule(trials, self.epochs)

@@ -17,7 +17,8 @@ class TrainedTrial:
         self.config, self.loss, self.task = saved["config"], saved["loss"], saved["task"]
         self.scoring = PackMetrics(self.task, self.loss, saved.get("metric"), saved["n_classes"])
         n_out = n_outputs(self.task, self.loss, saved["n_classes"])
-        self.model = build_model([self.config], saved["n_inputs"], n_out, saved["image_shape"], device)
+        self.model = build_model([self.config], saved["n_inputs"], n_out, saved["image_shape"], device,
+                                 saved.get("sequence"))
         self.model.load_trial_state(0, saved["state"])
         self.model.eval()
         self.device = device

@@ -272,12 +272,18 @@ class PackNet(nn.Module):
                 t[k].copy_(state[n])
 
 
-def build_model(trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu") -> nn.Module:
+def build_model(trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu",
+                sequence: dict | None = None) -> nn.Module:
     kind = trials[0]["model"]
     if ":" in kind:
         from alchemist.train.custom import build_custom
 
         return build_custom(trials, n_in, n_out, image_shape).to(device)
+    if kind in ("lstm", "gru"):
+        from alchemist.train.recurrent import PackRNN
+
+        return PackRNN(trials, n_out, sequence, device)
     if kind not in ("mlp", "resmlp", "cnn", "rescnn"):
-        raise UserError(f"unknown model {kind!r}: mlp | resmlp | cnn | rescnn | package.module:callable")
+        raise UserError(f"unknown model {kind!r}: mlp | resmlp | cnn | rescnn | lstm | gru | "
+                        "package.module:callable")
     return PackNet(trials, n_in, n_out, image_shape, device)

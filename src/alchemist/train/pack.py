@@ -136,6 +136,7 @@ def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | Non
         with replacing(d / "model.pt") as tmp:
             torch.save({"config": t, "n_inputs": trainer.train.X.shape[1], "task": prep.task,
                         "loss": trainer.loss, "metric": trainer.metric, "image_shape": prep.image_shape,
+                        "sequence": prep.manifest.get("sequence"),
                         "n_classes": prep.n_classes, "state": trainer.model.trial_state(k)}, tmp)
         last = rows[-1] if rows else {}
         at_best = next((r for r in rows if r["epoch"] == best["epoch"]), {})
