@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from alchemist.errors import UserError
-from alchemist.train.params import Slot, init_weight_, trial_generator
+from alchemist.train.params import Slot, SlotModule, init_weight_, trial_generator
 
 
 def build_custom(trials: list[dict], n_in: int, n_out: int, image_shape=None) -> nn.Module:
@@ -78,7 +78,7 @@ def why_not_vmap(nets: list[nn.Module], n_in: int) -> str | None:
     return None
 
 
-class VmapPack(nn.Module):
+class VmapPack(SlotModule):
     """K instances of one architecture as one vectorised model (torch.func)."""
 
     def __init__(self, nets: list[nn.Module]):
@@ -104,13 +104,6 @@ class VmapPack(nn.Module):
     def slots(self):
         return [Slot(p, list(range(self.K)), p.dim() >= 3, True) for p in self.stacked]
 
-    def matrix_slots(self):
-        return [s for s in self.slots() if s.matrix]
-
-    def zero_grad_(self):
-        for p in self.parameters():
-            p.grad = None
-
     def _tensors(self) -> dict[str, torch.Tensor]:
         out = dict(zip(self.names, self.stacked))
         out.update({n: getattr(self, f"buffer{i}") for i, n in enumerate(self.buffer_names)})
@@ -125,7 +118,7 @@ class VmapPack(nn.Module):
                 t[k].copy_(state[n])
 
 
-class CustomPack(nn.Module):
+class CustomPack(SlotModule):
     """K instances of a user model run one after another (the fallback; see the module doc)."""
 
     def __init__(self, nets: list[nn.Module], rng: list[torch.Tensor]):
@@ -134,13 +127,6 @@ class CustomPack(nn.Module):
 
     def slots(self):
         return [Slot(p, [k], p.dim() >= 2, False) for k, net in enumerate(self.nets) for p in net.parameters()]
-
-    def matrix_slots(self):
-        return [s for s in self.slots() if s.matrix]
-
-    def zero_grad_(self):
-        for p in self.parameters():
-            p.grad = None
 
     def forward(self, x, gens=None):
         outs, saved = [], torch.get_rng_state()

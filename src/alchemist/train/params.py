@@ -22,6 +22,19 @@ class Slot(NamedTuple):
     stacked: bool
 
 
+class SlotModule(nn.Module):
+    """What the pack optimiser and engine ask of a model besides `slots()` (the parameters as
+    Slots): its weight matrices, and clearing every gradient. Shared by the models that keep
+    one tensor per parameter (custom, recurrent); PackNet keeps all of them in one buffer."""
+
+    def matrix_slots(self):
+        return [s for s in self.slots() if s.matrix]
+
+    def zero_grad_(self):
+        for p in self.parameters():
+            p.grad = None
+
+
 STREAMS = ("init", "shuffle", "dropout", "augment")
 
 

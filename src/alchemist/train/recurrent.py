@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from alchemist.errors import UserError
-from alchemist.train.params import Slot, trial_generator
+from alchemist.train.params import Slot, SlotModule, trial_generator
 
 FORGET_BIAS = 1.0
 
 
-class PackRNN(nn.Module):
+class PackRNN(SlotModule):
     def __init__(self, trials: list[dict], n_out: int, sequence: dict | None, device="cpu"):
         super().__init__()
         cfg, self.K = trials[0], len(trials)
@@ -56,13 +56,6 @@ class PackRNN(nn.Module):
     def slots(self):
         return [Slot(getattr(self, n), list(range(self.K)), n in ("w_ih", "w_hh", "out_w"), True)
                 for n in self.names]
-
-    def matrix_slots(self):
-        return [s for s in self.slots() if s.matrix]
-
-    def zero_grad_(self):
-        for p in self.parameters():
-            p.grad = None
 
     def forward(self, x, gens=None):
         K, B, T = x.shape
