@@ -18,6 +18,8 @@ from alchemist.trial import canonical_json, short_hash
 def _file_stamp(path: str | None) -> list | None:
     if not path or str(path).startswith(("sklearn:", "synthetic:")):
         return None
+    if _is_callable(path):
+        return _file_stamp(_callable_file(path))
     p = Path(path)
     return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
 
@@ -85,8 +87,22 @@ def command_digest(command: str) -> str:
 
 def data_files(data: dict) -> list[str]:
     """The user's data files (source, test_file) as prep inputs: editing one reruns prep."""
-    return [str(v) for v in (data.get("source"), data.get("test_file"))
-            if v and not str(v).startswith(("sklearn:", "synthetic:"))]
+    files = [str(v) for v in (data.get("source"), data.get("test_file"))
+             if v and not str(v).startswith(("sklearn:", "synthetic:"))]
+    return [(_callable_file(f) if _is_callable(f) else f) for f in files
+            if not _is_callable(f) or _callable_file(f)]     # a callable source: its module file
+
+
+def _is_callable(source: str) -> bool:
+    from alchemist.data.callable_source import is_callable_source
+
+    return is_callable_source(source) and not Path(source).exists()
+
+
+def _callable_file(source: str) -> str | None:
+    from alchemist.data.callable_source import module_file
+
+    return module_file(source)
 
 
 PARAMS_DIR = Path(".snakemake/alchemist/params")

@@ -1,5 +1,6 @@
 """Where rows come from: scikit-learn's built-in tables and alchemist's generated sets (no
-download; alchemist.data.synthetic) or the user's CSV/Parquet.
+download; alchemist.data.synthetic), the user's CSV/Parquet, or the user's own
+`package.module:callable` returning arrays or a Dataset (alchemist.data.callable_source).
 
 A source is loaded into one DataFrame with the target in a named column, plus facts the prep
 stage records: a content sha256, the task hint, and an image shape for image-shaped data.
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alchemist.data import callable_source
 from alchemist.errors import UserError
 
 BUILTINS = {
@@ -47,7 +49,8 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 def source_sha256(source: str) -> str:
     """The content hash prep records for `data.source` (what keys the lockbox), without prep."""
-    if source.startswith(("sklearn:", "synthetic:")):
+    if source.startswith(("sklearn:", "synthetic:")) or (
+            callable_source.is_callable_source(source) and not Path(source).exists()):
         return load_source(source, None).sha256
     return file_sha256(Path(source))
 
@@ -116,6 +119,13 @@ def load_source(source: str, target: str | None) -> Source:
             raise UserError(f"data.target: built-in '{source}' has target column "
                             f"'{BUILTIN_TARGET}', not '{target}'")
         return loaded
+    if callable_source.is_callable_source(source) and not Path(source).exists():
+        if target not in (None, BUILTIN_TARGET):
+            raise UserError(f"data.target: a callable source's target column is "
+                            f"'{BUILTIN_TARGET}', not '{target}'")
+        frame, digest, shape = callable_source.load(source)
+        return Source(frame, BUILTIN_TARGET, source, digest, None, shape,
+                      extra={"per_channel": shape is not None})
     if not target:
         raise UserError("data.target: a file source needs the name of its target column")
     frame = read_table(source)

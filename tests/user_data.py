@@ -1,0 +1,34 @@
+"""Data callables a user might write (`data.source: user_data:<name>`), for tests."""
+import numpy as np
+
+
+def blobs():
+    """(X, y): 600 two-channel 6×6 'images' whose level says the class."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    return rng.normal(size=(600, 2, 6, 6)) + y[:, None, None, None], y
+
+
+class Rows:
+    """A Dataset of (x, y) pairs (what torch.utils.data.Dataset subclasses provide)."""
+
+    def __init__(self):
+        self.X, self.y = blobs()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i].reshape(-1), int(self.y[i])
+
+
+def rows():
+    return Rows()
+
+
+def broken():
+    raise OSError("the shard server is down")
+
+
+def a_string():
+    return "not data"
