@@ -1,5 +1,6 @@
 """Beyond tables, end to end through coarse → repeat → select on the generated built-in sets (no
-download): images (synthetic:shapes, 3×32×32) with the ResNet-style CNN and augmentation, prep
+download): images (synthetic:shapes, 3×32×32) with the CNN and augmentation (the ResNet-style
+`rescnn`, 3× the convolutions, is checked pack == solo in test_train_pack), prep
 normalising per channel with train statistics; token sequences (synthetic:sequences) with the
 embedding + LSTM, never normalised. Each winner beats chance. (The sweep up to the selection:
 diagnostics, MLflow and the lockbox are the default pipeline's tests.)"""
@@ -25,9 +26,9 @@ def small_sweep(wf: Workflow, source: str, lr: list[float], **train) -> dict:
     return config
 
 
-def test_shapes_with_the_resnet_style_cnn(tmp_path):
+def test_shapes_with_the_cnn(tmp_path):
     wf = Workflow(tmp_path / "wf")
-    small_sweep(wf, "synthetic:shapes:480", [1e-3, 1e-2], model="rescnn", cnn_channels=[8, 16],
+    small_sweep(wf, "synthetic:shapes:480", [1e-3, 1e-2], model="cnn", cnn_channels=[8, 16],
                 hidden=[32], epochs=6, batch_size=32, augment=True, aug_shift=2, aug_flip=True)
     wf.run("results/select/winner.json", timeout=900)
     prep = json.loads((wf.root / "results/data/prep.json").read_text())

@@ -33,7 +33,7 @@ def test_pack_of_eight_equals_eight_solo_runs(digits_dir):
             [r["train_loss"] for r in pack.rows[k]], rel=1e-5)
 
 
-@pytest.mark.parametrize("model", ["resmlp", "cnn"])
+@pytest.mark.parametrize("model", ["resmlp", "cnn", "rescnn"])
 def test_other_architectures_are_pack_independent(digits_dir, model):
     cfgs = [dict(model=model, hidden=[32, 32] if model == "resmlp" else [32], cnn_channels=[8, 8],
                  batch_norm=True, dropout=d, lr=lr, seed=s, epochs=2, early_stopping=False)
