@@ -28,6 +28,7 @@ RESULTS = "results"
 ALCHEMIST = "python -m alchemist"  # the package CLI every rule calls
 ENV = "../../envs/alchemist.yaml"  # conda env of every rule (used with --sdm conda)
 DATA = f"{RESULTS}/data"
+SPLIT = dag.split_suffix(config["data"])  # prepared split files: .parquet (tables) or .npz (arrays)
 STAGES = dag.stages(config)  # search.stages, parsed (name → Stage)
 TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]

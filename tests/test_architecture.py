@@ -79,10 +79,14 @@ def test_only_track_imports_mlflow():
 
 
 def test_only_the_lockbox_reads_the_test_split():
-    """`test.parquet` is named by the lockbox's evaluation (the one read) and by the guard, which
-    only compares its size; no other module names it."""
-    naming = sorted(m for m, p in FILES.items() if "test.parquet" in p.read_text())
-    assert naming == ["alchemist.data.guard", "alchemist.lockbox.evaluate"], naming
+    """The test split is read (alchemist.data.split_files.read_split) by the lockbox's evaluation
+    alone; the guard only compares its size; no module names a split file but split_files."""
+    reading = sorted(m for m, p in FILES.items() if re.search(r'read_split\([^)]*"test"', p.read_text()))
+    assert reading == ["alchemist.lockbox.evaluate"], reading
+    locating = sorted(m for m, p in FILES.items() if re.search(r'split_path\([^)]*"test"', p.read_text()))
+    assert locating == ["alchemist.data.guard"], locating
+    naming = sorted(m for m, p in FILES.items() if re.search(r'"test\.(parquet|npz)"', p.read_text()))
+    assert not naming, naming
     assert "read_parquet" not in FILES["alchemist.data.guard"].read_text()
 
 

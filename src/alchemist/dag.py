@@ -21,13 +21,16 @@ def _file_stamp(path: str | None) -> list | None:
     if _is_callable(path):
         return _file_stamp(_callable_file(path))
     p = Path(path)
+    if p.is_dir():                      # an image folder: every file's size and time
+        return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(p.rglob("*")) if f.is_file()]
     return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
 
 
 def check_data(data_cfg: dict, cache_dir: Path) -> None:
     """Dry-run the prep stage in memory (no file written) unless this exact input passed before."""
+    labels = data_cfg.get("target") if str(data_cfg.get("source")).lower().endswith(".npy") else None
     key = short_hash({"cfg": data_cfg, "source": _file_stamp(data_cfg.get("source")),
-                      "test": _file_stamp(data_cfg.get("test_file"))}, 24)
+                      "test": _file_stamp(data_cfg.get("test_file")), "labels": _file_stamp(labels)}, 24)
     stamp = cache_dir / f"data-ok-{key}"
     if stamp.exists():
         return
@@ -85,9 +88,27 @@ def command_digest(command: str) -> str:
     return digest(command)
 
 
+def split_suffix(data: dict) -> str:
+    """`.parquet` (tables) or `.npz` (array sources): the prepared split files' suffix."""
+    from alchemist.data.split_files import split_suffix as suffix
+
+    return suffix(data)
+
+
 def data_files(data: dict) -> list[str]:
-    """The user's data files (source, test_file) as prep inputs: editing one reruns prep."""
-    files = [str(v) for v in (data.get("source"), data.get("test_file"))
+    """The user's data files (source, test_file; a .npy source's labels file; an image folder's
+    images) as prep inputs: editing one reruns prep."""
+    source = str(data.get("source") or "")
+    if source and Path(source).is_dir():
+        from alchemist.data.image_folder import image_files
+        from alchemist.errors import UserError
+
+        try:
+            return [str(f) for f, _ in image_files(source)]
+        except UserError:
+            return []                   # prep's parse-time check names the problem
+    labels = data.get("target") if source.lower().endswith(".npy") else None
+    files = [str(v) for v in (data.get("source"), data.get("test_file"), labels)
              if v and not str(v).startswith(("sklearn:", "synthetic:"))]
     return [(_callable_file(f) if _is_callable(f) else f) for f in files
             if not _is_callable(f) or _callable_file(f)]     # a callable source: its module file
@@ -209,6 +230,13 @@ def pack_trials(plan_file: str, pack: str) -> str:
 def pack_split(plan_file: str, pack: str) -> str:
     plan = read_json(plan_file)
     return plan["trials"][plan["packs"][pack][0]].get("data", "train")
+
+
+def pack_weights(plan_file: str, pack: str) -> list[str]:
+    """The pack's `init_from` weights file (transfer learning) as an input: editing it reruns."""
+    plan = read_json(plan_file)
+    path = plan["trials"][plan["packs"][pack][0]].get("init_from")
+    return [path] if path else []
 
 
 # ---------------------------------------------------------------- tracking and the lockbox

@@ -40,6 +40,11 @@ def check_settings(config: dict, search: SearchConfig, train_schema: dict) -> No
     for where, model in sorted(models, key=str):
         if isinstance(model, str) and ":" in model:
             check_model_imports(model, where)
+    weights = {("train.init_from", (config.get("train") or {}).get("init_from"))}
+    weights |= {(w, v) for w, k, v in values if k == "init_from"}
+    for where, path in sorted(weights, key=str):
+        if path and not os.path.isfile(path):
+            raise UserError(f"{where}: weights file not found: {path}")
     _check_counts(search)
 
 

@@ -26,6 +26,11 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "init": "kaiming_normal",     # kaiming_normal | kaiming_uniform | xavier_normal | xavier_uniform | normal | scaled | torch
     "init_mode": "fan_in",        # fan_in | fan_out (kaiming)
     "init_scale": 1.0,            # for init == scaled: init_scale / sqrt(fan_in) * randn
+    "forget_bias": 1.0,           # lstm: initial forget-gate bias (PB-16)
+    # --- transfer learning (PB-12, alchemist.train.transfer) ---
+    "init_from": None,            # weights file every trial starts from (model.pt or a state_dict)
+    "freeze": {},                 # {name pattern: epochs} frozen for a trial's first epochs (null: always)
+    "lr_groups": {},              # {name pattern: factor}: differential learning rates
     # --- loss (PB-7, PB-4) ---
     "loss": "auto",               # auto (by task) | cross_entropy | bce | mse
     "rebalance": "prep",          # prep (use prep.json plan) | none
@@ -64,6 +69,7 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "aug_shift": 1,               # max pixel shift
     "aug_flip": False,            # horizontal flips (off: digits are not symmetric)
     "aug_noise": 0.0,             # std of Gaussian noise added to inputs
+    "aug_rotate": 0.0,            # max rotation in degrees (small: 5-15)
     "seed": 0,                    # init, shuffling order, dropout masks, augmentation
     # --- execution ---
     "device": "auto",             # auto (CUDA when present) | cpu | cuda | cuda:N
@@ -79,8 +85,13 @@ PER_TRIAL_KEYS: frozenset[str] = frozenset({
     "warmup_epochs", "step_size", "gamma", "milestones", "t_0", "t_mult", "eta_min",
     "schedule_epochs", "plateau_factor", "plateau_patience",
     "early_stopping", "monitor", "patience", "min_delta", "aug_noise", "aug_shift",
-    "checkpoint_every",
+    "checkpoint_every", "aug_rotate", "forget_bias", "freeze", "lr_groups",
 })
+
+#: Settings added after trials were first recorded: they enter a trial's id (and pack key) only
+#: when set to something other than their default, so adding a setting never renames the trials
+#: of earlier results (their MLflow runs, their folders).
+LATER_KEYS: frozenset[str] = frozenset({"aug_rotate", "forget_bias", "init_from", "freeze", "lr_groups"})
 
 #: Keys that describe a trial's place rather than its settings; not hashed into pack keys.
 BOOKKEEPING_KEYS = frozenset({"trial_id", "stage"})
@@ -95,9 +106,15 @@ def short_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 
+def identity(params: Mapping[str, Any]) -> dict:
+    """The settings that identify a trial: all but `trial_id`, and LATER_KEYS at their default."""
+    return {k: v for k, v in params.items()
+            if k != "trial_id" and not (k in LATER_KEYS and v == TRIAL_DEFAULTS[k])}
+
+
 def trial_id(params: Mapping[str, Any]) -> str:
-    """Id of a trial: hash of its canonical settings (any `trial_id` key is ignored)."""
-    return short_hash({k: v for k, v in params.items() if k != "trial_id"})
+    """Id of a trial: hash of its canonical settings (alchemist.trial.identity)."""
+    return short_hash(identity(params))
 
 
 def make_trial(base: Mapping[str, Any], overrides: Mapping[str, Any], **place: Any) -> dict:
@@ -112,7 +129,7 @@ def make_trial(base: Mapping[str, Any], overrides: Mapping[str, Any], **place: A
 
 def pack_key(trial: Mapping[str, Any]) -> str:
     """Trials with the same pack key can be trained together as one vectorised job."""
-    shared = {k: v for k, v in trial.items()
+    shared = {k: v for k, v in identity(trial).items()
               if k not in PER_TRIAL_KEYS and k not in BOOKKEEPING_KEYS}
     return short_hash(shared)
 

@@ -8,7 +8,7 @@
 
 rule diagnostics:
     input:
-        data=[f"{DATA}/train.parquet", f"{DATA}/val.parquet", f"{DATA}/prep.json"],
+        data=[f"{DATA}/train{SPLIT}", f"{DATA}/val{SPLIT}", f"{DATA}/prep.json"],
     output:
         table=f"{RESULTS}/diagnostics/lr_find.parquet",
         plot=report(f"{RESULTS}/diagnostics/lr_find.png", category="Diagnostics",

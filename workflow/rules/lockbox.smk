@@ -25,7 +25,7 @@ rule final_test:
     input:
         gate=_lockbox_gate,
         winner=f"{RESULTS}/{SELECTS[-1]}/winner.json" if SELECTS else [],
-        test=f"{DATA}/test.parquet",
+        test=f"{DATA}/test{SPLIT}",
         manifest=f"{DATA}/prep.json",
     params:
         code=dag.command_digest("final-test"),

@@ -8,10 +8,10 @@ rule prepare_data:
     input:
         dag.data_files(config["data"]),
     output:
-        train=f"{DATA}/train.parquet",
-        val=f"{DATA}/val.parquet",
-        test=f"{DATA}/test.parquet",
-        train_coarse=f"{DATA}/train_coarse.parquet",
+        train=f"{DATA}/train{SPLIT}",
+        val=f"{DATA}/val{SPLIT}",
+        test=f"{DATA}/test{SPLIT}",
+        train_coarse=f"{DATA}/train_coarse{SPLIT}",
         manifest=f"{DATA}/prep.json",
     params:
         code=dag.command_digest("prep"),

@@ -1,5 +1,6 @@
 # One job per pack: K trials trained together as one vectorised model (PB-26). The pack's trial
-# configs and a hash of the engine's code are the rerun triggers (params); the data splits are inputs.
+# configs and a hash of the engine's code are the rerun triggers (params); the data splits (and an
+# `init_from` weights file) are inputs.
 
 
 def _plan_of(wildcards):
@@ -7,8 +8,10 @@ def _plan_of(wildcards):
 
 
 def _pack_data(wildcards):
-    split = dag.pack_split(_plan_of(wildcards), wildcards.pack)
-    return [f"{DATA}/{split}.parquet", f"{DATA}/val.parquet", f"{DATA}/prep.json"]
+    plan = _plan_of(wildcards)
+    split = dag.pack_split(plan, wildcards.pack)
+    return [f"{DATA}/{split}{SPLIT}", f"{DATA}/val{SPLIT}", f"{DATA}/prep.json",
+            *dag.pack_weights(plan, wildcards.pack)]
 
 
 rule train_pack:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 HELP = ("Prepare the data (PB-1..PB-4): test hold-out, stratified train/val split, train-only "
         "normalisation, coarse subsample; writes <out>/{train,val,test,train_coarse}.parquet "
+        "(tables) or .npz (array files and image folders, memory-mapped) "
         "and <out>/prep.json. Nothing is written unless every check passes.")
 
 

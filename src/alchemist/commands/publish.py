@@ -74,11 +74,12 @@ def publish_selection(args: argparse.Namespace) -> int:
     """The select run with the winner's seeds as logged models (outage-safe like the stages)."""
     import json
 
-    import pyarrow.parquet as pq
+    import numpy as np
     import torch
 
     from alchemist.analysis.select import load_winner, winner_trial_dirs
     from alchemist.commands.sync import guarded, tracking_uri
+    from alchemist.data.split_files import read_split
     from alchemist.provenance import source_tags
     from alchemist.track.backend import connect
     from alchemist.track.selection import sync_selection
@@ -88,8 +89,8 @@ def publish_selection(args: argparse.Namespace) -> int:
     winner_file, selection = load_winner(args.selection)
     dirs = winner_trial_dirs(winner_file, selection)
     prep = json.loads((args.results / "data" / "prep.json").read_text())
-    val = pq.read_table(args.results / "data" / "val.parquet", columns=prep["features"]).slice(0, 5)
-    example = val.to_pandas().to_numpy("float32")
+    X, _, _ = read_split(args.results / "data", "val", prep, prep["features"])
+    example = np.array(X[:5], dtype="float32")
     model = WinnerModel(dirs, regression=prep["task"] == "regression").eval()
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()

@@ -16,6 +16,7 @@ discipline this guard backs up, not a sandbox).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,35 @@ FINGERPRINTS = "test_rows.npz"
 def refuse_test_split(path: Path, manifest: dict, who: str, data_dir: Path) -> None:
     """UserError when `path` is this data's test split (by content): only the lockbox reads it."""
     test_sha = (manifest.get("splits", {}).get("test") or {}).get("file_sha256")
-    test_file = Path(data_dir) / "test.parquet"
+    from alchemist.data.split_files import split_path
+
+    test_file = split_path(data_dir, "test", manifest)
     if test_file.exists() and test_file.stat().st_size != Path(path).stat().st_size:
         return
     if test_sha and file_sha256(Path(path)) == test_sha:
         raise UserError(f"{who} refuses test data ({path}); only the lockbox reads it (PB-32)")
+
+
+def matrix_row_hashes(block: np.ndarray) -> np.ndarray:
+    """uint64 per row of a 2-D array, from the bytes of its values (the splits of array sources,
+    alchemist.data.arrays: rows are compared as written, float32)."""
+    block = np.ascontiguousarray(block).reshape(len(block), -1)
+    return np.array([int.from_bytes(hashlib.blake2b(row.data, digest_size=8).digest(), "little")
+                     for row in block], dtype=np.uint64)
+
+
+def refuse_test_matrix(X: np.ndarray, data_dir: Path, who: str, what: str, block_rows: int) -> None:
+    """refuse_test_rows for an array split (N, F), read block by block (it may be memory-mapped)."""
+    path = Path(data_dir) / FINGERPRINTS
+    if not path.exists() or not len(X):
+        return
+    with np.load(path) as stored:
+        test = stored["encoded"]
+    overlap = sum(int(np.isin(matrix_row_hashes(X[s:s + block_rows]), test).sum())
+                  for s in range(0, len(X), block_rows))
+    if overlap:
+        raise UserError(f"{who} refuses {what}: {overlap} of its {len(X)} rows are test rows "
+                        f"(by content, in any order); only the lockbox reads them (PB-32)")
 
 
 def row_hashes(frame: pd.DataFrame, columns: list[str], numeric: list[str] | None = None) -> np.ndarray:

@@ -18,11 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alchemist.atomic import replacing
+from alchemist.data.callable_source import is_callable_source
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.guard import FINGERPRINTS, test_fingerprints
 from alchemist.data.hygiene import check_source, screen
 from alchemist.data.sources import file_sha256, load_source, read_table
-from alchemist.data.split import check_target, choose_metric, coarse_subsample, detect_task, split_rows
+from alchemist.data.split_files import source_format
+from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
+                                  rebalance_plan, split_rows)
 from alchemist.errors import UserError
 
 SPLITS = ("train", "val", "test", "train_coarse")
@@ -34,6 +37,7 @@ class PreparedSplits:
     tables: dict[str, pa.Table]
     manifest: dict
     fingerprints: dict[str, np.ndarray] | None = None    # the test rows' hashes (data.guard)
+    arrays: object | None = None      # an array source's ArrayPrep (alchemist.data.array_prep)
 
 
 def _encode_target(y: pd.Series, task: str, classes: list) -> np.ndarray:
@@ -52,7 +56,13 @@ def _ids_digest(ids: np.ndarray) -> str:
 
 
 def prepare(cfg: dict) -> PreparedSplits:
-    """Validate and prepare the data described by the `data:` config section, in memory."""
+    """Validate and prepare the data described by the `data:` config section, in memory (an
+    array source: checked and its train statistics fitted; its splits are streamed by write)."""
+    if source_format(cfg) == "npz":
+        from alchemist.data.array_prep import ArrayPrep
+
+        arrays = ArrayPrep(cfg)
+        return PreparedSplits({}, arrays.manifest(), None, arrays)
     src = load_source(cfg["source"], cfg.get("target"))
     frame, target = src.frame, src.target
     for reserved in (ROW_ID, TARGET):
@@ -117,7 +127,7 @@ def prepare(cfg: dict) -> PreparedSplits:
         splits[name] = {"rows": table.num_rows, "class_counts": counts,
                         "row_ids_sha256": _ids_digest(table.column(ROW_ID).to_numpy())}
     manifest = {
-        "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
+        "format": "parquet", "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
         "classes": [str(c) for c in classes], "target": target, "features": names,
         "image_shape": src.image_shape if names == features else None,
         "sequence": sequence if names == features else None,
@@ -146,18 +156,22 @@ def prepare(cfg: dict) -> PreparedSplits:
     return PreparedSplits(tables, manifest, fingerprints)
 
 
+def source_sha256(data_cfg: dict) -> str:
+    """The content hash prep records for `data.source` (what keys the lockbox), without prep."""
+    source = str(data_cfg["source"])
+    if source_format(data_cfg) == "npz":
+        from alchemist.data.arrays import source_digest
+
+        return source_digest(data_cfg)
+    if source.startswith(("sklearn:", "synthetic:")) or (
+            is_callable_source(source) and not Path(source).exists()):
+        return load_source(source, None).sha256
+    return file_sha256(Path(source))
+
+
 def _table(ids: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str]) -> pa.Table:
     columns = [pa.array(ids)] + [pa.array(X[:, j]) for j in range(X.shape[1])] + [pa.array(y)]
     return pa.Table.from_arrays(columns, names=[ROW_ID, *names, TARGET])
-
-
-def rebalance_plan(y: np.ndarray, task: str, n_classes: int, method: str) -> dict:
-    """PB-4: inverse-frequency class weights, used as loss weights or oversampling weights."""
-    if task == "regression" or method == "none":
-        return {"method": "none", "class_weights": None}
-    counts = np.bincount(y, minlength=n_classes).astype(float)
-    weights = len(y) / (n_classes * np.maximum(counts, 1))
-    return {"method": method, "class_weights": [round(float(w), 6) for w in weights]}
 
 
 def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
@@ -192,6 +206,8 @@ def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
 def write(prepared: PreparedSplits, out_dir: Path) -> dict:
     """Write every split and the manifest atomically: all are staged first, then the splits
     replace theirs and the manifest comes last; a failure anywhere leaves the old files."""
+    if prepared.arrays is not None:
+        return prepared.arrays.write(Path(out_dir))
     manifest = prepared.manifest
     with contextlib.ExitStack() as stage:     # replaces in reverse order of entry, on success
         manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))

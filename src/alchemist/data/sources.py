@@ -47,14 +47,6 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def source_sha256(source: str) -> str:
-    """The content hash prep records for `data.source` (what keys the lockbox), without prep."""
-    if source.startswith(("sklearn:", "synthetic:")) or (
-            callable_source.is_callable_source(source) and not Path(source).exists()):
-        return load_source(source, None).sha256
-    return file_sha256(Path(source))
-
-
 def _load_synthetic(name: str) -> Source:
     """`synthetic:<set>[:rows]` (alchemist.data.synthetic): images normalised per channel,
     token sequences not at all."""

@@ -132,3 +132,12 @@ def choose_metric(requested: str, task: str, y_train: np.ndarray, n_classes: int
                           f"share ({fair:.1%}): accuracy would reward predicting the majority"}
     return {"name": "accuracy", "reason": f"auto: classes balanced enough (smallest {smallest:.1%} of "
                                           f"train, fair share {fair:.1%})"}
+
+
+def rebalance_plan(y: np.ndarray, task: str, n_classes: int, method: str) -> dict:
+    """PB-4: inverse-frequency class weights, used as loss weights or oversampling weights."""
+    if task == "regression" or method == "none":
+        return {"method": "none", "class_weights": None}
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    weights = len(y) / (n_classes * np.maximum(counts, 1))
+    return {"method": method, "class_weights": [round(float(w), 6) for w in weights]}

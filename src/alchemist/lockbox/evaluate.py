@@ -34,11 +34,12 @@ def check(data_dir: Path, unseal_reason: str | None, remote, ledger: Path = LEDG
     if manifest_path.exists():
         key = source_key(json.loads(manifest_path.read_text()))
     elif data_cfg:
-        from alchemist.data.sources import file_sha256, source_sha256
+        from alchemist.data.prep import source_sha256
+        from alchemist.data.sources import file_sha256
 
         test_file = data_cfg.get("test_file")
         try:
-            key = key_of(source_sha256(data_cfg["source"]),
+            key = key_of(source_sha256(data_cfg),
                          file_sha256(Path(test_file)) if test_file else None)
         except OSError:
             return                      # no source to key by: prep names the missing file
@@ -57,14 +58,13 @@ def all_events(data_dir: Path, ledger: Path, key: str, remote) -> Merged:
 
 def evaluate_winner(data_dir: Path, winner: dict, trial_dirs: list[Path], device: str = "cpu") -> dict:
     """Evaluate every seed of the selected configuration on the test split."""
-    import pandas as pd
-
-    from alchemist.train.data import frame_tensors, read_manifest
+    from alchemist.data.split_files import read_split
+    from alchemist.train.data import host_tensor, read_manifest, target_tensor
     from alchemist.train.evaluate import evaluate
 
     prep = read_manifest(data_dir)
-    frame = pd.read_parquet(Path(data_dir) / "test.parquet")   # the one read of the test split
-    X, y = frame_tensors(frame, prep)
+    X, y, _ = read_split(data_dir, "test", prep.manifest, prep.features)   # the one read of test
+    X, y = host_tensor(X), target_tensor(y, prep.task)
     per_trial = {d.name: evaluate(d, X, y, device) for d in trial_dirs}
     test = summarise_values([r["value"] for r in per_trial.values()], winner.get("confidence", 0.95))
     val_mean = winner["mean"]
@@ -72,7 +72,7 @@ def evaluate_winner(data_dir: Path, winner: dict, trial_dirs: list[Path], device
             "test_std": test["std"], "test_ci": test["ci"], "n": test["n"],
             "val_mean": val_mean, "val_to_test_gap": (val_mean - test["mean"])
             if test["mean"] is not None and val_mean is not None else math.nan,
-            "per_trial": per_trial, "rows": len(frame)}
+            "per_trial": per_trial, "rows": len(y)}
 
 
 def open_lockbox(*, data_dir: Path, winner_file: Path | None = None, trials_dir: Path | None = None,

@@ -89,18 +89,25 @@ def log_inputs(client, run_id: str, table, data_dir: Path | None) -> None:
     import pandas as pd
     from mlflow.entities import DatasetInput, InputTag
 
-    splits_meta = _read_json(data_dir / "prep.json").get("splits", {})
+    from alchemist.data.split_files import open_member, split_path
+
+    prep = _read_json(data_dir / "prep.json")
+    splits_meta = prep.get("splits", {})
     used = {json.loads(p).get("data", "train") for p in table.get("params_json", [])} | {"val"}
     inputs = []
     for split in (s for s in DATA_SPLITS if s in used):  # the test split is never opened here
-        if not (path := data_dir / f"{split}.parquet").exists():
+        if not (path := split_path(data_dir, split, prep)).exists():
             continue
         sha = (splits_meta.get(split, {}).get("file_sha256")
                or hashlib.sha256(path.read_bytes()).hexdigest())
         with warnings.catch_warnings():  # schema inference hints about integer columns
             warnings.simplefilter("ignore")
-            dataset = mlflow.data.from_pandas(pd.read_parquet(path), source=str(path.resolve()),
-                                              targets="_y", name=split, digest=sha[:32])
+            if prep.get("format") == "npz":      # an array split: its shape, not its rows, is read
+                dataset = mlflow.data.from_numpy(open_member(path, "X"), source=str(path.resolve()),
+                                                 targets=open_member(path, "y"), name=split, digest=sha[:32])
+            else:
+                dataset = mlflow.data.from_pandas(pd.read_parquet(path), source=str(path.resolve()),
+                                                  targets="_y", name=split, digest=sha[:32])
             entity = dataset._to_mlflow_entity()
         context = "validation" if split == "val" else "training"
         inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))

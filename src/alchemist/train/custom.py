@@ -28,6 +28,8 @@ def build_custom(trials: list[dict], n_in: int, n_out: int, image_shape=None) ->
     nets, rng = instantiate(trials, n_in, n_out, image_shape)
     reason = why_not_vmap(nets, n_in)
     if reason is None:
+        print(f"alchemist: model {trials[0]['model']}: {len(nets)} trials vectorised as one model "
+              "(torch.func vmap)", file=sys.stderr, flush=True)
         return VmapPack(nets)
     print(f"alchemist: model {trials[0]['model']}: {len(nets)} trials run one after another, not "
           f"vectorised ({reason})", file=sys.stderr, flush=True)
@@ -102,7 +104,7 @@ class VmapPack(SlotModule):
         return torch.vmap(lambda p, b, xk: functional_call(self.base, (p, b), (xk,)))(params, buffers, x)
 
     def slots(self):
-        return [Slot(p, list(range(self.K)), p.dim() >= 3, True) for p in self.stacked]
+        return [Slot(p, list(range(self.K)), p.dim() >= 3, True, n) for n, p in zip(self.names, self.stacked)]
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         out = dict(zip(self.names, self.stacked))
@@ -126,7 +128,8 @@ class CustomPack(SlotModule):
         self.K, self.nets, self.rng = len(nets), nn.ModuleList(nets), list(rng)
 
     def slots(self):
-        return [Slot(p, [k], p.dim() >= 2, False) for k, net in enumerate(self.nets) for p in net.parameters()]
+        return [Slot(p, [k], p.dim() >= 2, False, n) for k, net in enumerate(self.nets)
+                for n, p in net.named_parameters()]
 
     def forward(self, x, gens=None):
         outs, saved = [], torch.get_rng_state()

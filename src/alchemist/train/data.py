@@ -7,15 +7,18 @@ workers. Training refuses the test split (PB-1, PB-32): a file whose sha256 equa
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from alchemist.errors import UserError
-from alchemist.data.guard import refuse_test_rows, refuse_test_split
+from alchemist.data.guard import refuse_test_matrix, refuse_test_rows, refuse_test_split
+from alchemist.data.split_files import read_split, split_path
 
 
 @dataclass
@@ -53,33 +56,53 @@ def read_manifest(data_dir: str | Path) -> Manifest:
 
 def load_split(data_dir: str | Path, name: str, prep: Manifest,
                device: torch.device | str = "cpu") -> Split:
-    """Read `<data_dir>/<name>.parquet` into device tensors (features in manifest order)."""
-    path = Path(data_dir) / f"{name}.parquet"
+    """A prepared split (alchemist.data.split_files) as tensors on `device`: features in the
+    manifest's order, float32. An array source's split stays memory-mapped on the CPU (rows are
+    read as batches draw them; `to_device` moves each batch), so it may exceed memory."""
+    path = split_path(data_dir, name, prep.manifest)
     if not path.exists():
         raise UserError(f"{path} not found")
     if name == "test":
         raise UserError(f"training refuses test data ({path}); only the lockbox reads it (PB-32)")
     refuse_test_split(path, prep.manifest, "training", Path(data_dir))
-    frame = pd.read_parquet(path)
-    missing = [c for c in [*prep.features, "_y"] if c not in frame.columns]
-    if missing:
-        raise UserError(f"{path} lacks column(s) {missing[:5]}")
-    refuse_test_rows(frame, prep.features, "encoded", Path(data_dir), "training", str(path))
-    X, y = frame_tensors(frame, prep)
-    return Split(X.to(device), y.to(device))
+    X, y, _ = read_split(data_dir, name, prep.manifest, prep.features)
+    if isinstance(X, np.memmap):
+        refuse_test_matrix(X, Path(data_dir), "training", str(path), eval_rows(X.shape[1]))
+        return Split(host_tensor(X), target_tensor(y, prep.task).to(device))
+    if prep.manifest.get("format") == "npz":
+        refuse_test_matrix(X, Path(data_dir), "training", str(path), eval_rows(X.shape[1]))
+    else:
+        import pandas as pd
+
+        refuse_test_rows(pd.DataFrame(X, columns=prep.features, copy=False), prep.features,
+                         "encoded", Path(data_dir), "training", str(path))
+    return Split(host_tensor(X).to(device), target_tensor(y, prep.task).to(device))
 
 
-def frame_tensors(frame: pd.DataFrame, prep: Manifest) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (N, F) float32, row-major, and the target. pandas hands a block of columns over
-    column-major: gathering mini-batch rows from that is ~7x slower (each row is F strided reads)."""
-    X = torch.from_numpy(np.ascontiguousarray(frame[prep.features].to_numpy("float32")))
-    y_dtype = "float32" if prep.task == "regression" else "int64"
-    return X, torch.from_numpy(frame["_y"].to_numpy(y_dtype, copy=True))
+def host_tensor(a: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over `a`: a read-only memory map is shared, never copied."""
+    with warnings.catch_warnings():      # a read-only map: torch warns it may not be written
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(a)
+
+
+def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
+    return torch.from_numpy(np.array(y, dtype="float32" if task == "regression" else "int64"))
+
+
+def eval_rows(width: int) -> int:
+    """Rows per evaluation/scan block: at most 4096, and about 16 MB of float32 a block."""
+    return int(max(64, min(4096, (1 << 22) // max(width, 1))))
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x if x.device == device else x.to(device, non_blocking=True)
 
 
 def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Tensor:
     """PB-5 image augmentation of a (K, B, F) batch: random shifts (zero padded), horizontal flips,
-    Gaussian noise; each trial draws from its own generator with its own settings."""
+    small rotations, Gaussian noise; each trial draws from its own generator with its own
+    settings (a setting at 0 draws nothing)."""
     K, B, _ = x.shape
     c, h, w = image_shape
     dev = x.device
@@ -98,6 +121,12 @@ def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Ten
         if cfg["aug_flip"]:
             flip = torch.rand(B, generator=gen, device=dev) < 0.5
             xi = torch.where(flip[:, None, None, None], xi.flip(-1), xi)
+        if cfg["aug_rotate"] > 0:       # small rotations about the centre, bilinear, zero fill
+            angle = (torch.rand(B, generator=gen, device=dev) * 2 - 1) * math.radians(cfg["aug_rotate"])
+            cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
+            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+            grid = F.affine_grid(theta, list(xi.shape), align_corners=False)
+            xi = F.grid_sample(xi, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if cfg["aug_noise"] > 0:
             xi = xi + cfg["aug_noise"] * torch.randn(xi.shape, generator=gen, device=dev)
         out.append(xi.reshape(B, -1))

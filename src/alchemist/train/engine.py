@@ -16,23 +16,24 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
+import sys
 import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 
-from alchemist.train.data import Manifest, Split, augment
+from alchemist.train.data import Manifest, Split, augment, eval_rows, to_device
 from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss
 from alchemist.train.metrics import PackMetrics, ranking_scores
 from alchemist.train.models import build_model
 from alchemist.train.params import trial_generator
 from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
+from alchemist.train.transfer import ParameterGroups, load_weights
 
 # PackNet's parameters and their grads are views of one buffer each; grads accumulate in place.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 DIVERGE_FACTOR = 100.0     # a train loss above 100x the initial loss counts as diverged (PB-16)
-EVAL_CHUNK = 4096
 ALIGN = 4                  # rows per batch block are kept a multiple of this (see batch_spans)
 
 
@@ -63,7 +64,11 @@ class PackTrainer:
         self.metric = self.scoring.metric                          # what val_metric measures
         self.model = build_model(trials, train.X.shape[1], n_outputs(prep.task, self.loss, prep.n_classes),
                                  prep.image_shape, self.device, prep.manifest.get("sequence"))
+        if cfg["init_from"]:                                      # PB-12 (alchemist.train.transfer)
+            for line in load_weights(self.model, self.K, cfg["init_from"]):
+                print(line, file=sys.stderr)
         self.slots, self.matrices = self.model.slots(), self.model.matrix_slots()
+        self.groups = ParameterGroups(trials, self.slots)
         self.opt = PackOptimizer(cfg["optimizer"], self.slots, trials)
         self.sched = PackSchedule(trials, self.epochs)
         self.gens = {s: [trial_generator(t, s, "cpu" if s == "shuffle" else self.device) for t in trials]
@@ -103,7 +108,8 @@ class PackTrainer:
     def forward_loss(self, idx):
         """Per-trial data loss (K,) and scores on the rows idx (K, B)."""
         flat = idx.reshape(-1)      # index_select: several times faster than X[idx]
-        xb = self.train.X.index_select(0, flat).view(*idx.shape, -1)
+        X = self.train.X            # on the device, or a memory-mapped split on the host
+        xb = to_device(X.index_select(0, to_device(flat, X.device)), self.device).view(*idx.shape, -1)
         yb = self.train.y.index_select(0, flat).view(idx.shape)
         if self.augment:
             xb = augment(xb, self.trials, self.gens["augment"], self.prep.image_shape)
@@ -124,6 +130,7 @@ class PackTrainer:
 
     def optimizer_step(self, probe: bool):
         """Clip per trial, step, zero grads; on a probe step also measure PB-18 ratios."""
+        self.groups.mask_grads()      # frozen parameters: no gradient (alchemist.train.transfer)
         norms = trial_grad_norms(self.slots, self.K) if probe or self.any_clip else None
         if self.any_clip:
             coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
@@ -208,8 +215,9 @@ class PackTrainer:
         loss = torch.zeros(self.K, dtype=torch.float64, device=self.device)
         sc = self.scoring.zero(self.K, self.device)
         scores = [] if self.scoring.keeps_scores(self.K, N) else None
-        for s in range(0, N, EVAL_CHUNK):
-            x, y = split.X[s:s + EVAL_CHUNK], split.y[s:s + EVAL_CHUNK]
+        chunk = eval_rows(split.X.shape[1])
+        for s in range(0, N, chunk):
+            x, y = to_device(split.X[s:s + chunk], self.device), split.y[s:s + chunk]
             pad = -len(y) % ALIGN           # zero rows, dropped below: aligned per-trial blocks
             xp = F.pad(x, (0, 0, 0, pad)) if pad else x
             xk, yk = xp.expand(self.K, *xp.shape), y.expand(self.K, *y.shape)
@@ -271,7 +279,8 @@ class PackTrainer:
     def set_lr(self):
         """Each trial's scheduled LR for the next epoch; 0 freezes trials that stopped."""
         active = self.active
-        self.opt.set_lr(self.sched.lrs() * torch.tensor(active, dtype=torch.float64), active)
+        self.opt.set_lr(self.sched.lrs() * torch.tensor(active, dtype=torch.float64), active,
+                        self.groups.at(self.trial_epoch))
 
     def finish(self):
         """Final weights: the best epoch's where early stopping restores them, or after divergence."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from alchemist.train.data import eval_rows
 from alchemist.train.losses import n_outputs, per_trial_loss
 from alchemist.train.metrics import PackMetrics, ranking_scores
 from alchemist.train.models import build_model
@@ -24,10 +25,12 @@ class TrainedTrial:
         self.device = device
 
     @torch.no_grad()
-    def predict(self, X: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """Raw outputs (logits, or values for regression), shape (N, outputs)."""
-        X = X.to(self.device, torch.float32)
-        return torch.cat([self.model(X[s:s + chunk].unsqueeze(0))[0] for s in range(0, len(X), chunk)])
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (logits, or values for regression), shape (N, outputs); X is moved to the
+        device a block at a time (it may be a memory-mapped split)."""
+        chunk = eval_rows(X[0].numel() if len(X) else 1)
+        return torch.cat([self.model(X[s:s + chunk].to(self.device, torch.float32).unsqueeze(0))[0]
+                          for s in range(0, len(X), chunk)])
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict:
@@ -70,6 +73,6 @@ class WinnerModel(torch.nn.Module):
         return torch.stack(outs if self.regression else [self.probabilities(o) for o in outs]).mean(0)
 
     @torch.no_grad()
-    def predict(self, X: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        X = X.to(torch.float32)
-        return torch.cat([self(X[s:s + chunk]) for s in range(0, len(X), chunk)])
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        chunk = eval_rows(X[0].numel() if len(X) else 1)
+        return torch.cat([self(X[s:s + chunk].to(torch.float32)) for s in range(0, len(X), chunk)])

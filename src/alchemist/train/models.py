@@ -171,11 +171,11 @@ class PackNet(nn.Module):
         self.register_buffer(f"{name}_var", torch.ones(self.K, width))
 
     def slots(self):
-        return [Slot(getattr(self, name), list(range(self.K)), name in self.matrices, True)
+        return [Slot(getattr(self, name), list(range(self.K)), name in self.matrices, True, name)
                 for name, *_ in self.specs]
 
     def matrix_slots(self):
-        return [Slot(getattr(self, n), list(range(self.K)), True, True) for n in self.matrices]
+        return [Slot(getattr(self, n), list(range(self.K)), True, True, n) for n in self.matrices]
 
     # -- forward --------------------------------------------------------------------------------
     def _lin(self, name: str, h):

@@ -60,21 +60,29 @@ class PackOptimizer:
         self._args, self._args_key = None, []
         self.set_lr(torch.zeros(self.K, dtype=torch.float64))
 
-    def set_lr(self, lr: torch.Tensor, active=None):
+    def set_lr(self, lr: torch.Tensor, active=None, mult=None):
         """Per-trial LR (K,) float64 for the next steps. A trial not `active` (stopped, diverged)
-        is frozen: LR 0 for the column rules, left out of the fused calls (state untouched too)."""
+        is frozen: LR 0 for the column rules, left out of the fused calls (state untouched too).
+        `mult` (alchemist.train.transfer): per slot, per owner, a factor on the LR; 0 freezes
+        that parameter of that trial the same way."""
         self.lr, h = lr.to(torch.float64), self.hp
         self.lr_list = self.lr.tolist()
         active = [True] * self.K if active is None else list(active)
-        groups: dict[tuple, list[int]] = {}
-        for k in range(self.K):
-            if active[k]:
-                groups.setdefault((self.lr_list[k], *self.settings[k]), []).append(k)
+        groups: dict[tuple, list[tuple[int, int, int]]] = {}
+        for si, slot in enumerate(self.slots):
+            for i, k in enumerate(range(self.K) if slot.stacked else slot.owners):
+                m = mult[si][i] if mult else 1.0
+                if active[k] and m:
+                    groups.setdefault((self.lr_list[k] * m, *self.settings[k]), []).append((si, i, k))
         self.groups = list(groups.items())
         self._args = None
         self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"]}
         self.vec = {k: v.to(self.device, torch.float32) for k, v in self.vec.items()}
         self.cols = [self._columns(slot, self.vec) for slot in self.slots]
+        if mult:
+            for si, (slot, cols) in enumerate(zip(self.slots, self.cols)):
+                cols["neg_lr"] = cols["neg_lr"] * torch.tensor(mult[si], device=self.device).view(
+                    cols["neg_lr"].shape)
 
     @staticmethod
     def _columns(slot, vec: dict) -> dict:
@@ -113,26 +121,25 @@ class PackOptimizer:
                            eps=1e-8, amsgrad=False, maximize=False)
 
     def _fused_args(self) -> list:
-        """Per group: (settings, the rows of its trials' parameter, grad and state in every slot,
+        """Per group: (settings, the rows of its (slot, trial) pairs' parameter, grad and state,
         their step counts). Built again only when the groups change (set_lr) or one of those
         tensors is another object (a custom model's fresh grads, a loaded state); otherwise the
         step reuses the lists. State starts at zero, where torch starts it (SGD's first buffer g
         equals 0·m + g)."""
-        tensors = []
-        for slot, st in zip(self.slots, self.state):
+        tensors = {}
+        for si, (slot, st) in enumerate(zip(self.slots, self.state)):
             if slot.param.grad is not None:
                 for key in self.state_keys:
                     if key not in st:
                         st[key] = torch.zeros_like(lead(slot.param, slot))
-                tensors.append((slot, (slot.param, slot.param.grad, *(st[key] for key in self.state_keys))))
-        key = [t for _, ts in tensors for t in ts]
+                tensors[si] = (slot.param, slot.param.grad, *(st[key] for key in self.state_keys))
+        key = [t for ts in tensors.values() for t in ts]
         if self._args is None or len(key) != len(self._args_key) or \
                 any(a is not b for a, b in zip(key, self._args_key)):
-            rows = [(slot, [list(lead(t, slot).unbind()) for t in ts]) for slot, ts in tensors]
+            rows = {si: [list(lead(t, self.slots[si]).unbind()) for t in ts] for si, ts in tensors.items()}
             self._args, self._args_key = [], key
-            for setting, ks in self.groups:
-                picked = [(views, i, slot.owners[i]) for slot, views in rows
-                          for i in (ks if slot.stacked else [slot.owners.index(k) for k in ks if k in slot.owners])]
+            for setting, members in self.groups:
+                picked = [(rows[si], i, k) for si, i, k in members if si in rows]
                 if picked:
                     lists = [[views[n][i] for views, i, _ in picked] for n in range(len(picked[0][0]))]
                     self._args.append((setting, lists, [self._step_views[k] for _, _, k in picked]))

@@ -20,6 +20,7 @@ class Slot(NamedTuple):
     owners: list[int]
     matrix: bool      # a weight matrix / conv kernel (L1, update ratios); not a bias or BN scale
     stacked: bool
+    name: str = ""    # the parameter's name (what `freeze` / `lr_groups` patterns match)
 
 
 class SlotModule(nn.Module):

@@ -8,7 +8,7 @@ the built-in nets. torch.vmap has no batching rule for aten::lstm, hence the cel
 written out: the input projection of all time steps is one bmm, then per step one bmm of the
 state. Padding (id 0) leaves the state unchanged, so a sequence's last real token gives the
 output. `hidden: [E, H]` sets the embedding width E and the recurrent width H (`[H]`: E = H);
-the LSTM's forget-gate bias starts at 1 (PB-16: remember by default); initialisation as torch's
+the LSTM's forget-gate bias starts at `forget_bias` (default 1; PB-16: remember by default); initialisation as torch's
 (uniform ±1/sqrt(H), embeddings N(0, 1)) from each trial's own init stream.
 """
 from __future__ import annotations
@@ -21,9 +21,6 @@ from torch import nn
 
 from alchemist.errors import UserError
 from alchemist.train.params import Slot, SlotModule, trial_generator
-
-FORGET_BIAS = 1.0
-
 
 class PackRNN(SlotModule):
     def __init__(self, trials: list[dict], n_out: int, sequence: dict | None, device="cpu"):
@@ -45,16 +42,16 @@ class PackRNN(SlotModule):
         gens = [trial_generator(t, "init") for t in trials]
         for name, (shape, b) in specs.items():       # one parameter at a time, each trial's stream
             blocks = []
-            for g in gens:
+            for t, g in zip(trials, gens):
                 w = torch.empty(shape)
                 w.normal_(0, 1, generator=g) if b is None else w.uniform_(-b, b, generator=g)
                 if name == "b" and self.kind == "lstm":
-                    w[:, H:2 * H] = FORGET_BIAS                 # gates i, f, g, o: f starts open
+                    w[:, H:2 * H] = float(t["forget_bias"])    # gates i, f, g, o: f starts open
                 blocks.append(w)
             self.register_parameter(name, nn.Parameter(torch.stack(blocks).to(device)))
 
     def slots(self):
-        return [Slot(getattr(self, n), list(range(self.K)), n in ("w_ih", "w_hh", "out_w"), True)
+        return [Slot(getattr(self, n), list(range(self.K)), n in ("w_ih", "w_hh", "out_w"), True, n)
                 for n in self.names]
 
     def forward(self, x, gens=None):

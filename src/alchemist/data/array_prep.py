@@ -1,0 +1,187 @@
+"""The prep stage for array sources (alchemist.data.arrays): the same splits, statistics and
+manifest as for tables (alchemist.data.prep), computed block by block so that no split is ever
+held in memory. `prepare(cfg)` checks everything and fits the train statistics (reading every
+row once); `write(out_dir)` streams the normalised splits to `<split>.npz`, then the manifest.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from alchemist.atomic import replacing
+from alchemist.data.arrays import ArraySource, Moments, blocks, layout, load
+from alchemist.data.guard import FINGERPRINTS, matrix_row_hashes
+from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
+                                  rebalance_plan, split_rows)
+from alchemist.data.split_files import NpzWriter
+from alchemist.errors import UserError
+
+SPLITS = ("train", "val", "test", "train_coarse")
+TOKEN_LIMIT = 1 << 24        # ids travel as float32: exact up to 2**24
+
+
+class ArrayPrep:
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.src: ArraySource = load(cfg)
+        y = pd.Series(self.src.y)
+        task = cfg.get("task", "auto")
+        self.task = detect_task(y, task if task != "auto" else ("multiclass" if self.src.kind == "image"
+                                                                else "auto"), "target")
+        check_target(y, self.task, "target")
+        pos = split_rows(y, task=self.task, seed=cfg["seed"], stratify=cfg.get("stratify", True),
+                         test_fraction=cfg["test_fraction"], val_fraction=cfg["val_fraction"],
+                         source=cfg["source"])
+        coarse = cfg.get("coarse") or {}
+        keep = coarse_subsample(y.iloc[pos["train"]].reset_index(drop=True),
+                                fraction=coarse.get("fraction"), rows=coarse.get("rows"),
+                                classes=coarse.get("classes"), task=self.task, seed=cfg["seed"])
+        self.pos = {**pos, "train_coarse": pos["train"][keep]}
+        self.classes = sorted(y.unique().tolist(), key=str) if self.task != "regression" else []
+        self.image_shape, groups, self.per = layout(self.src)
+        self.method = "none" if self.src.kind == "tokens" else cfg.get("normalise", "zscore")
+        self.shift, self.scale, self.vocab = self._scan(groups)
+
+    def _scan(self, groups: int):
+        """One pass over every row: finite values, the vocabulary, the train statistics."""
+        width = int(np.prod(self.src.X.shape[1:]))
+        in_train = np.zeros(len(self.src.y), dtype=bool)
+        in_train[self.pos["train"]] = True
+        stats, top = Moments(groups), 0
+        for s, e in blocks(len(self.src.y), width):
+            block = self.src.rows(np.arange(s, e))
+            bad = ~np.isfinite(block)
+            if bad.any():
+                row = s + int(np.flatnonzero(bad.any(1))[0])
+                raise UserError(f"data.source: {int(bad.sum())} non-finite input value(s) in rows "
+                                f"{s}..{e - 1} (first in row {row}); an array source must be finite")
+            if self.src.kind == "tokens":
+                if block.min() < 0:
+                    raise UserError(f"data.source: negative token id in rows {s}..{e - 1}")
+                top = max(top, int(block.max()))
+            else:
+                stats.add(block[in_train[s:e]].reshape(-1, groups, self.per))
+        if top >= TOKEN_LIMIT:
+            raise UserError(f"data.source: token id {top} is beyond the supported vocabulary ({TOKEN_LIMIT})")
+        shift, scale = stats.shift_scale(self.method)
+        return shift, scale, top + 1
+
+    # ------------------------------------------------------------------ the manifest
+    def feature_names(self) -> list[str]:
+        shape = self.image_shape
+        if shape:
+            return [f"c{c}_{i}_{j}" for c in range(shape[0]) for i in range(shape[1]) for j in range(shape[2])]
+        width = self.src.X.shape[1]
+        return [f"t{i:02d}" if self.src.kind == "tokens" else f"x{i}" for i in range(width)]
+
+    def encode_target(self, positions: np.ndarray) -> np.ndarray:
+        y = self.src.y[positions]
+        if self.task == "regression":
+            return y.astype(np.float32)
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[v] for v in y.tolist()], dtype=np.int64)
+
+    def manifest(self) -> dict:
+        cfg, names = self.cfg, self.feature_names()
+        y_train = self.encode_target(self.pos["train"])
+        norm = {"method": self.method, "per_channel": self.image_shape is not None}
+        keys = {"zscore": ("mean", "std"), "minmax": ("min", "range")}.get(self.method)
+        if keys:
+            stats = [{keys[0]: float(a), keys[1]: float(b)} for a, b in zip(self.shift, self.scale)]
+            norm["channels" if self.image_shape else "columns"] = \
+                stats if self.image_shape else dict(zip(names, stats))
+        return {
+            "format": "npz", "task": self.task,
+            "n_classes": len(self.classes) if self.task == "multiclass" else 1,
+            "classes": [str(c) for c in self.classes], "target": "target", "features": names,
+            "image_shape": self.image_shape,
+            "sequence": {"vocab": self.vocab, "length": names.__len__()} if self.src.kind == "tokens" else None,
+            "inputs": self.src.kind,
+            "hygiene": {"dropped": {}, "warnings": [], "capped": {}},
+            "splits": {name: {"rows": len(p), "class_counts": _counts(self.encode_target(p), self.classes),
+                              "row_ids_sha256": hashlib.sha256(p.astype(np.int64).tobytes()).hexdigest()}
+                       for name, p in self.pos.items()},
+            "normalisation": norm,
+            "encoding": {"numeric": names if self.method != "none" else [], "categorical": {}},
+            "missing": {"policy": "refuse (array sources must be finite)", "medians": {}, "fill": {}},
+            "source": {"name": self.src.name, "sha256": self.src.sha256, "rows": len(self.src.y),
+                       "test_file": None, "test_file_sha256": None},
+            "rebalance": rebalance_plan(y_train, self.task, len(self.classes), cfg.get("rebalance", "none")),
+            "metric": choose_metric(cfg.get("metric", "auto"), self.task, y_train, len(self.classes)),
+            "config": cfg,
+        }
+
+    # ------------------------------------------------------------------ writing
+    def encoded(self, positions: np.ndarray):
+        """Blocks of normalised float32 rows, in the order of `positions` (sorted)."""
+        groups = len(self.shift)
+        for s, e in blocks(len(positions), len(self.feature_names())):
+            block = self.src.rows(positions[s:e])
+            if self.method != "none":
+                block = ((block.reshape(len(block), groups, self.per) - self.shift[None, :, None])
+                         / self.scale[None, :, None]).reshape(len(block), -1)
+            yield block.astype(np.float32)
+
+    def write(self, out_dir) -> dict:
+        from alchemist.data.sources import file_sha256
+
+        manifest, hashes = self.manifest(), {}
+        check = Moments(len(self.shift))
+        with contextlib.ExitStack() as stage:     # every file staged, replaced on success
+            manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))
+            for name in SPLITS:
+                tmp = stage.enter_context(replacing(out_dir / f"{name}.npz"))
+                pos, found = self.pos[name], []
+
+                def rows(pos=pos, found=found, name=name):
+                    for block in self.encoded(pos):
+                        if name in ("train", "val", "test"):
+                            found.append(matrix_row_hashes(block))
+                        if name == "train":
+                            check.add(block.astype(np.float64).reshape(len(block), len(self.shift), -1))
+                        yield block
+                writer = NpzWriter(tmp)
+                writer.stream("X", (len(pos), *self.src.X.shape[1:]) if self.image_shape is None
+                              else (len(pos), *self.image_shape), np.float32,
+                              (b.reshape(len(b), *(self.image_shape or self.src.X.shape[1:])) for b in rows()))
+                writer.add("y", self.encode_target(pos))
+                writer.add("_row_id", pos.astype(np.int64))
+                writer.close()
+                manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
+                if found:
+                    hashes[name] = np.concatenate(found)
+            test = hashes["test"][~np.isin(hashes["test"], np.concatenate([hashes["train"], hashes["val"]]))]
+            with open(stage.enter_context(replacing(out_dir / FINGERPRINTS)), "wb") as handle:
+                np.savez(handle, encoded=np.unique(test))
+            manifest["test_rows"] = {"file": FINGERPRINTS, "encoded": len(np.unique(test))}
+            manifest["audit"] = self.audit(check)
+            import json
+
+            manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        return manifest
+
+    def audit(self, written: Moments) -> dict:
+        ids = {k: set(self.pos[k].tolist()) for k in ("train", "val", "test")}
+        disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
+        coarse_in_train = set(self.pos["train_coarse"].tolist()) <= ids["train"]
+        if self.method == "zscore":
+            mean, std = written.mean, np.sqrt(written.m2 / max(written.n, 1))
+            stats_ok = bool(np.allclose(mean, 0, atol=1e-3) and np.allclose(std[self.scale != 1.0], 1, atol=1e-3))
+        elif self.method == "minmax":
+            stats_ok = bool(np.allclose(written.lo, 0, atol=1e-5)
+                            and np.allclose(written.hi[self.scale != 1.0], 1, atol=1e-5))
+        else:
+            stats_ok = True
+        result = {"disjoint_splits": disjoint, "coarse_within_train": coarse_in_train,
+                  "stats_match_train": stats_ok, "stats_fit_on": "train"}
+        if not all(v for v in result.values() if isinstance(v, bool)):
+            raise RuntimeError(f"leakage audit failed: {result}")   # a bug, never a user mistake
+        return result
+
+
+def _counts(y: np.ndarray, classes: list) -> dict:
+    return {str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))} if classes else {}
+

@@ -1,0 +1,85 @@
+"""`data.source: <folder>/` — an image folder, one subfolder per class (torchvision's ImageFolder
+layout), PNG/JPEG/BMP/GIF/TIFF/WebP decoded by Pillow.
+
+Every image is resized to `data.image_size` ([H, W], or one number for square; default: the first
+image's size) with Pillow's bilinear filter (its antialiased resampling when shrinking) and read
+as RGB — or as one grey channel when every image in the folder is greyscale. Pixels become
+[0, 1] floats (÷255); the array then goes through the array prep (alchemist.data.arrays) like a
+.npy source: per-channel normalisation from the train images (PB-2). The folder's content hash
+covers every file's relative path and bytes and the size, so renaming, editing or adding an image
+reruns prep (`alchemist.dag.data_files` lists the image files as prep inputs).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from alchemist.errors import UserError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: str | Path) -> list[tuple[Path, str]]:
+    """(file, class name) of every image, sorted by class folder then file name."""
+    folder = Path(folder)
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = [(f, c.name) for c in classes for f in sorted(c.rglob("*"))
+             if f.is_file() and f.suffix.lower() in EXTENSIONS]
+    if not classes:
+        raise UserError(f"data.source: {folder} has no class subfolders (one folder per class, "
+                        "each holding its images)")
+    if not found:
+        raise UserError(f"data.source: no images ({', '.join(EXTENSIONS)}) under {folder}")
+    return found
+
+
+def _size(image_size, first: Path) -> tuple[int, int]:
+    if image_size is None:
+        from PIL import Image
+
+        with Image.open(first) as img:
+            return img.height, img.width
+    size = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise UserError(f"data.image_size: {image_size!r}; [height, width] or one number expected")
+    return int(size[0]), int(size[1])
+
+
+def folder_digest(folder: str | Path, image_size=None) -> str:
+    files = image_files(folder)
+    digest = hashlib.sha256(repr(image_size).encode())
+    for path, _ in files:
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images (N, C, H, W) float32 in [0, 1], class names (N,), content sha256)."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = image_files(folder)
+    h, w = _size(image_size, files[0][0])
+    grey_modes = ("1", "L", "LA", "I", "I;16", "F")
+    modes = []
+    for path, _ in files:                       # headers only: the mode decides the channels
+        try:
+            with Image.open(path) as img:
+                modes.append(img.mode)
+        except (UnidentifiedImageError, OSError) as err:
+            raise UserError(f"data.source: cannot read image {path}: {err}") from None
+    grey = all(m in grey_modes for m in modes)
+    out = np.empty((len(files), 1 if grey else 3, h, w), dtype=np.float32)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if grey else "RGB")
+        except OSError as err:                  # a truncated file decodes only now
+            raise UserError(f"data.source: cannot read image {path}: {err}") from None
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+        pixels = np.asarray(img, dtype=np.float32) / 255.0
+        out[i] = pixels[None] if grey else pixels.transpose(2, 0, 1)
+    labels = np.array([c for _, c in files])
+    return out, labels, folder_digest(folder, image_size)
