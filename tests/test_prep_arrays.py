@@ -129,3 +129,15 @@ def test_a_source_larger_than_memory_prepares_and_trains(tmp_path):
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/summary.json")]
     assert len(summaries) == 2 and all(s["status"] == "completed" and s["best_val_metric"] > 0.9
                                        for s in summaries)
+    # `alchemist predict` on new arrays: encoded with the stored statistics; test rows refused
+    from alchemist.train.predict import predict_table
+
+    dirs = sorted(p.parent for p in (tmp_path / "out").glob("*/model.pt"))
+    new_y = np.arange(64) % 2
+    new = base[:64] + 0.3 * new_y[:, None, None, None] + ((n + np.arange(64)) * 1e-5)[:, None, None, None]
+    np.savez(tmp_path / "new.npz", X=new, y=new_y)
+    assert predict_table(tmp_path / "new.npz", tmp_path / "data", dirs).attrs["accuracy"] > 0.9
+    test_rows = np.sort(open_member(tmp_path / "data/test.npz", "_row_id")[:5])
+    np.save(tmp_path / "leak.npy", np.load(tmp_path / "big.npy", mmap_mode="r")[test_rows])
+    with pytest.raises(UserError, match="5 of its 5 rows are test rows"):
+        predict_table(tmp_path / "leak.npy", tmp_path / "data", dirs)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("Predict a new CSV/Parquet table with the selected configuration (every seed, averaged), "
-        "encoded with the stored prep statistics; reports the metric if the target column is present.")
+HELP = ("Predict a new CSV/Parquet table (or, for a model prepared from an array source, a .npy / "
+        ".npz of X and optionally y) with the selected configuration (every seed, averaged), "
+        "encoded with the stored prep statistics; reports the metric if the target is present.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="the new table (.csv or .parquet)")
+    p.add_argument("--data", type=Path, required=True, help="the new table (.csv or .parquet), or arrays (.npy / .npz)")
     p.add_argument("--out", type=Path, required=True, help="predictions (.csv or .parquet)")
     p.add_argument("--data-dir", type=Path, default=Path("results/data"), help="prep output (prep.json)")
     p.add_argument("--winner", type=Path, default=None,

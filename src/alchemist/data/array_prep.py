@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from alchemist.atomic import replacing
-from alchemist.data.arrays import ArraySource, Moments, blocks, layout, load
+from alchemist.data.arrays import ArraySource, Moments, blocks, layout, load, normalise
 from alchemist.data.guard import FINGERPRINTS, matrix_row_hashes
 from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
                                   rebalance_plan, split_rows)
@@ -117,13 +117,8 @@ class ArrayPrep:
     # ------------------------------------------------------------------ writing
     def encoded(self, positions: np.ndarray):
         """Blocks of normalised float32 rows, in the order of `positions` (sorted)."""
-        groups = len(self.shift)
         for s, e in blocks(len(positions), len(self.feature_names())):
-            block = self.src.rows(positions[s:e])
-            if self.method != "none":
-                block = ((block.reshape(len(block), groups, self.per) - self.shift[None, :, None])
-                         / self.scale[None, :, None]).reshape(len(block), -1)
-            yield block.astype(np.float32)
+            yield normalise(self.src.rows(positions[s:e]), self.shift, self.scale, self.method)
 
     def write(self, out_dir) -> dict:
         from alchemist.data.sources import file_sha256

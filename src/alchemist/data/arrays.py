@@ -172,3 +172,23 @@ def layout(src: ArraySource) -> tuple[list[int] | None, int, int]:
         return None, per_row, 1
     shape = [1, *src.X.shape[1:]] if src.X.ndim == 3 else list(src.X.shape[1:])
     return shape, shape[0], per_row // shape[0]
+
+
+def normalise(block: np.ndarray, shift: np.ndarray, scale: np.ndarray, method: str) -> np.ndarray:
+    """Rows (n, F) float64 → float32, each group (feature or channel; `len(shift)` of them, equal
+    widths) shifted and scaled with the TRAIN statistics (PB-2); `none` leaves values as they are."""
+    if method != "none":
+        n, groups = len(block), len(shift)
+        block = ((block.reshape(n, groups, -1) - shift[None, :, None]) / scale[None, :, None]).reshape(n, -1)
+    return block.astype(np.float32)
+
+
+def manifest_statistics(manifest: dict) -> tuple[str, np.ndarray, np.ndarray]:
+    """(method, shift, scale) an array prep recorded in prep.json."""
+    norm = manifest["normalisation"]
+    method = norm["method"]
+    if method == "none":
+        return method, np.zeros(1), np.ones(1)
+    keys = ("mean", "std") if method == "zscore" else ("min", "range")
+    stats = norm["channels"] if "channels" in norm else list(norm["columns"].values())
+    return method, np.array([s[keys[0]] for s in stats]), np.array([s[keys[1]] for s in stats])

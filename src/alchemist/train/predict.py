@@ -17,7 +17,7 @@ import torch
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.hygiene import apply
 from alchemist.data.sources import read_table
-from alchemist.data.guard import refuse_test_rows, refuse_test_split
+from alchemist.data.guard import refuse_test_matrix, refuse_test_rows, refuse_test_split
 from alchemist.errors import UserError
 
 
@@ -37,18 +37,49 @@ def encode_new(table: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, np.nd
     return table, enc.transform(table)
 
 
+def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A .npy (inputs) or .npz (X, optional y and lengths) for a model prepared from an array
+    source: normalised with the stored train statistics; test rows refused by content."""
+    from alchemist.data.arrays import ArraySource, blocks, manifest_statistics, normalise
+    from alchemist.data.split_files import member_names, open_member
+
+    if data.suffix.lower() not in (".npy", ".npz") or not data.is_file():
+        raise UserError(f"--data: {data}: this model was trained on an array source; give a .npy "
+                        "or an .npz file (X, optionally y)")
+    names = member_names(data) if data.suffix.lower() == ".npz" else []
+    if names and "X" not in names:
+        raise UserError(f"--data: {data} has no array 'X' (arrays: {', '.join(names)})")
+    X = open_member(data, "X" if names else None)
+    y = np.asarray(open_member(data, "y")) if "y" in names else None
+    lengths = np.asarray(open_member(data, "lengths")) if "lengths" in names else None
+    if int(np.prod(X.shape[1:])) != len(manifest["features"]):
+        raise UserError(f"--data: rows of shape {X.shape[1:]}; the model was trained on "
+                        f"{len(manifest['features'])} values a row")
+    src = ArraySource(X, np.zeros(len(X)), manifest.get("inputs", "table"), str(data), "", lengths)
+    method, shift, scale = manifest_statistics(manifest)
+    encoded = np.concatenate([normalise(src.rows(np.arange(s, e)), shift, scale, method)
+                              for s, e in blocks(len(X), X[0].size)])
+    refuse_test_matrix(encoded, data_dir, "predict", str(data), 4096)
+    return encoded, y
+
+
 def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
     from alchemist.train.evaluate import WinnerModel
 
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     refuse_test_split(data, manifest, "predict", Path(data_dir))
-    table = read_table(data, key="--data")
-    features, encoded = encode_new(table, manifest)
+    if manifest.get("format") == "npz":
+        encoded, labels = encode_arrays(Path(data), manifest, Path(data_dir))
+        table = pd.DataFrame(index=range(len(encoded))) if labels is None else \
+            pd.DataFrame({manifest.get("target"): labels})
+    else:
+        table = read_table(data, key="--data")
+        features, encoded = encode_new(table, manifest)
+        rows = manifest.get("test_rows") or {}
+        if rows:
+            refuse_test_rows(features, rows["raw_columns"], "raw", Path(data_dir), "predict", str(data),
+                             rows["raw_numeric"])
     X = torch.from_numpy(np.ascontiguousarray(encoded))
-    rows = manifest.get("test_rows") or {}
-    if rows:
-        refuse_test_rows(features, rows["raw_columns"], "raw", Path(data_dir), "predict", str(data),
-                         rows["raw_numeric"])
     task, classes = manifest["task"], manifest["classes"]
     model = WinnerModel(trial_dirs, regression=task == "regression").eval()
     outputs = model.predict(X)
