@@ -58,7 +58,8 @@ def load_split(data_dir: str | Path, name: str, prep: Manifest,
                device: torch.device | str = "cpu") -> Split:
     """A prepared split (alchemist.data.split_files) as tensors on `device`: features in the
     manifest's order, float32. An array source's split stays memory-mapped on the CPU (rows are
-    read as batches draw them; `to_device` moves each batch), so it may exceed memory."""
+    read as batches draw them; `to_device` moves each batch to a GPU), so it may exceed memory;
+    on a GPU it is copied there whole when it fits (fits_on)."""
     path = split_path(data_dir, name, prep.manifest)
     if not path.exists():
         raise UserError(f"{path} not found")
@@ -66,17 +67,25 @@ def load_split(data_dir: str | Path, name: str, prep: Manifest,
         raise UserError(f"training refuses test data ({path}); only the lockbox reads it (PB-32)")
     refuse_test_split(path, prep.manifest, "training", Path(data_dir))
     X, y, _ = read_split(data_dir, name, prep.manifest, prep.features)
-    if isinstance(X, np.memmap):
-        refuse_test_matrix(X, Path(data_dir), "training", str(path), eval_rows(X.shape[1]))
-        return Split(host_tensor(X), target_tensor(y, prep.task).to(device))
     if prep.manifest.get("format") == "npz":
         refuse_test_matrix(X, Path(data_dir), "training", str(path), eval_rows(X.shape[1]))
+        if isinstance(X, np.memmap) and not fits_on(torch.device(device), X.nbytes):
+            return Split(host_tensor(X), target_tensor(y, prep.task).to(device))
     else:
         import pandas as pd
 
         refuse_test_rows(pd.DataFrame(X, columns=prep.features, copy=False), prep.features,
                          "encoded", Path(data_dir), "training", str(path))
     return Split(host_tensor(X).to(device), target_tensor(y, prep.task).to(device))
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """A mapped split goes to a GPU whole when it takes under a quarter of its free memory;
+    on the CPU it stays mapped (the page cache holds what is used)."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < free / 4
 
 
 def host_tensor(a: np.ndarray) -> torch.Tensor:
