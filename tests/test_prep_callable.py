@@ -30,6 +30,16 @@ def test_arrays_and_a_dataset_go_through_prep_and_train(tmp_path):
     assert data_files({"source": "user_data:blobs"})[0].endswith("user_data.py")
 
 
+def test_token_ids_from_a_callable_are_a_sequence(tmp_path):
+    prepared = prepare(validate({"data": {"source": "user_data:tokens", "inputs": "tokens"}})["data"])
+    m = prepared.manifest
+    assert m["sequence"] == {"vocab": 6, "length": 10} and m["normalisation"]["method"] == "none"
+    write(prepared, tmp_path / "data")
+    pack = trainer(tmp_path / "data", [dict(model="gru", hidden=[8, 16], epochs=8, lr=3e-2, seed=0)])
+    pack.fit()
+    assert max(r["val_metric"] for r in pack.rows[0]) > 0.85
+
+
 @pytest.mark.parametrize("name, fragment", [("broken", "OSError: the shard server is down"),
                                             ("a_string", "returned str"),
                                             ("nowhere", "AttributeError")])

@@ -32,3 +32,10 @@ def broken():
 
 def a_string():
     return "not data"
+
+
+def tokens():
+    """(X, y): 400 token-id sequences (ids 1..5, 0-padded to 10); the label: is id 1 among them."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(1, 6, (400, 10)) * (np.arange(10)[None] < rng.integers(3, 11, (400, 1)))
+    return X, (X == 1).any(1).astype(int)

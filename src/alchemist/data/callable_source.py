@@ -4,8 +4,9 @@ The callable (imported from the working directory, called without arguments) ret
 `(X, y)` arrays (NumPy or torch) or a `torch.utils.data.Dataset` whose items are `(x, y)` pairs
 (materialised once, in order). X of shape (N, F) is a table; (N, C, H, W) images and (N, H, W)
 one-channel images get an image shape and per-channel normalisation (PB-2), as the built-in image
-set. Columns are named `x0..` (tables) or `c{channel}_{row}_{col}` (images); the target column is
-`target`. The content hash (what keys the lockbox) is of the arrays, and the module's file is an
+set; with `data.inputs: tokens`, (N, T) integer arrays are token ids (columns `t00..`, 0 =
+padding, never normalised) for the recurrent models. Columns are named `x0..` (tables) or
+`c{channel}_{row}_{col}` (images); the target column is `target`. The content hash (what keys the lockbox) is of the arrays, and the module's file is an
 input of the prep rule, so editing it reruns prep.
 """
 from __future__ import annotations

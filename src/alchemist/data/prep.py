@@ -63,7 +63,7 @@ def prepare(cfg: dict) -> PreparedSplits:
 
         arrays = ArrayPrep(cfg)
         return PreparedSplits({}, arrays.manifest(), None, arrays)
-    src = load_source(cfg["source"], cfg.get("target"))
+    src = load_source(cfg["source"], cfg.get("target"), cfg.get("inputs", "auto"))
     frame, target = src.frame, src.target
     for reserved in (ROW_ID, TARGET):
         if reserved in frame.columns:

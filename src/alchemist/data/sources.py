@@ -103,8 +103,9 @@ def read_table(path: str | Path, key: str = "data.source") -> pd.DataFrame:
     raise UserError(f"{key}: unsupported file type '{suffix}' for {path} (use .csv or .parquet)")
 
 
-def load_source(source: str, target: str | None) -> Source:
-    """Load `sklearn:<name>` or a CSV/Parquet path; `target` names the label column of a file."""
+def load_source(source: str, target: str | None, inputs: str = "auto") -> Source:
+    """Load `sklearn:<name>`, `synthetic:<set>`, a callable or a CSV/Parquet path; `target` names
+    the label column of a file; `inputs: tokens` reads a callable's (N, T) arrays as token ids."""
     if source.startswith(("sklearn:", "synthetic:")):
         loaded = _load_builtin(source) if source.startswith("sklearn:") else _load_synthetic(source)
         if target not in (None, BUILTIN_TARGET):
@@ -116,6 +117,14 @@ def load_source(source: str, target: str | None) -> Source:
             raise UserError(f"data.target: a callable source's target column is "
                             f"'{BUILTIN_TARGET}', not '{target}'")
         frame, digest, shape = callable_source.load(source)
+        if inputs == "tokens":          # token ids: never normalised; the model reads `sequence`
+            ids = frame.drop(columns=BUILTIN_TARGET).to_numpy()
+            if shape is not None or not np.array_equal(ids, np.round(ids)) or ids.min() < 0:
+                raise UserError(f"data.inputs: tokens must be (N, T) non-negative integer ids; "
+                                f"{source!r} returned other inputs")
+            frame.columns = [f"t{i:02d}" for i in range(ids.shape[1])] + [BUILTIN_TARGET]
+            return Source(frame, BUILTIN_TARGET, source, digest, None, None,
+                          extra={"sequence": {"vocab": int(ids.max()) + 1, "length": ids.shape[1]}})
         return Source(frame, BUILTIN_TARGET, source, digest, None, shape,
                       extra={"per_channel": shape is not None})
     if not target:
