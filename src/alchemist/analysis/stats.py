@@ -16,7 +16,7 @@ import math
 import statistics
 from typing import Any, Iterable
 
-from alchemist.trial import short_hash
+from alchemist.trial import identity, short_hash
 
 USABLE_STATUSES = frozenset({"completed", "early_stopped"})
 NOT_CONFIG_KEYS = ("trial_id", "seed")
@@ -28,7 +28,8 @@ def config_id(settings: dict) -> str:
 
 
 def config_settings(settings: dict) -> dict:
-    return {k: v for k, v in settings.items() if k not in NOT_CONFIG_KEYS}
+    """The settings that make a configuration (alchemist.trial.identity, less seed and stage)."""
+    return {k: v for k, v in identity(settings).items() if k not in NOT_CONFIG_KEYS}
 
 
 def usable_value(status: Any, value: Any) -> float | None:
