@@ -50,3 +50,16 @@ def test_one_configuration_id_in_every_table(tmp_path):
     for c in winner["configs"]:
         assert sorted(c["trial_ids"] + c["failed"]) == by_config[c["config_id"]]
     assert isinstance(seeds, pd.DataFrame) and (seeds["n"] <= 3).all()
+
+
+def test_settings_added_later_rename_nothing_at_their_defaults():
+    """A trial's id and its configuration id ignore LATER_KEYS at their defaults (so adding a
+    setting keeps earlier results' ids) and change as soon as one is set."""
+    from alchemist.trial import LATER_KEYS, TRIAL_DEFAULTS, make_trial, trial_id
+
+    before = {k: v for k, v in TRIAL_DEFAULTS.items() if k not in LATER_KEYS}
+    now = make_trial({}, {"lr": 0.01})
+    assert now["trial_id"] == trial_id({**before, "lr": 0.01})
+    assert config_id(now) == config_id({**before, "lr": 0.01, "trial_id": "x", "seed": 3})
+    rotated = make_trial({}, {"lr": 0.01, "aug_rotate": 5.0})
+    assert rotated["trial_id"] != now["trial_id"] and config_id(rotated) != config_id(now)
