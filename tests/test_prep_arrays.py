@@ -55,6 +55,13 @@ def test_npz_and_npy_prepare_as_the_callable_path_and_train(tmp_path, monkeypatc
     table = prep(tmp_path, source="X.npy", target="y.npy")           # (N, F): a table, per column
     assert table["image_shape"] is None and len(table["normalisation"]["columns"]) == 72
     assert table["splits"]["val"]["row_ids_sha256"] == npz["splits"]["val"]["row_ids_sha256"]
+    # predict encodes new rows exactly as prep encoded them (column statistics in feature order)
+    from alchemist.train.predict import encode_arrays
+
+    val_ids = open_member(tmp_path / "data/val.npz", "_row_id")
+    np.save("val_rows.npy", X.reshape(600, -1)[val_ids])
+    encoded, _ = encode_arrays(Path("val_rows.npy"), table, tmp_path / "data")
+    assert np.allclose(encoded, open_member(tmp_path / "data/val.npz", "X"), atol=1e-6)
 
 
 def test_token_ids_with_lengths_are_masked_and_never_normalised(tmp_path):
@@ -78,6 +85,7 @@ def test_token_ids_with_lengths_are_masked_and_never_normalised(tmp_path):
     ({"X": np.zeros((60, 2, 2, 2, 2)), "y": np.arange(60) % 2}, {}, "data.inputs"),
     ({"X": np.zeros((60, 4)), "y": np.arange(60) % 2}, {"inputs": "tokens"}, "integer ids"),
     ({"X": np.zeros((60, 4)), "labels": np.arange(60) % 2}, {"target": "label"}, "no array 'label'"),
+    ({"X": np.zeros((60, 8, 8, 3)), "y": np.arange(60) % 2}, {}, "channels-last"),
 ])
 def test_a_bad_array_source_is_one_line(tmp_path, arrays, data, fragment):
     np.savez(tmp_path / "bad.npz", **arrays)
@@ -85,6 +93,24 @@ def test_a_bad_array_source_is_one_line(tmp_path, arrays, data, fragment):
         prep(tmp_path, source=str(tmp_path / "bad.npz"), **data)
     assert fragment in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "data").exists()                  # nothing written
+
+
+def test_a_folder_of_16_bit_grey_pngs_keeps_its_range(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for label, level in (("dark", 10000), ("light", 50000)):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(12):
+            img = (level + rng.integers(0, 5000, (10, 10))).astype(np.uint16)
+            Image.fromarray(img).save(tmp_path / "imgs" / label / f"{i}.png")
+            pixels[(label, i)] = img
+    m = prep(tmp_path, source=str(tmp_path / "imgs"), image_size=[10, 10])
+    assert m["image_shape"] == [1, 10, 10] and m["classes"] == ["dark", "light"]
+    every = np.stack(list(pixels.values())) / 65535.0             # not clipped at 255
+    assert 0.2 < m["normalisation"]["channels"][0]["mean"] < 0.7 and abs(
+        m["normalisation"]["channels"][0]["mean"] - every.mean()) < 0.1
 
 
 LIMIT_MB = 640      # RLIMIT_DATA of the prep and train processes: what they may allocate

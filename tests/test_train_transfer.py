@@ -85,3 +85,23 @@ def test_bad_transfer_settings_are_one_line(digits_dir, setting, fragment):  # n
     with pytest.raises(UserError) as err:
         trainer(digits_dir, [dict(BASE, **setting)])
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_an_unfrozen_parameter_starts_its_optimiser_afresh(digits_dir, optimizer):  # noqa: F811
+    """As torch counts a parameter's steps from its first update: after 20 frozen steps, the
+    first Adam step of the first layer moves each weight by about lr (bias-corrected), not 3-6x
+    that; RMSprop's running averages of a frozen row are not touched."""
+    pack = trainer(digits_dir, [dict(BASE, optimizer=optimizer, lr=1e-2, weight_decay=1e-3, freeze={"l0_*": 1})])
+    batches = pack.minibatches()
+    for _ in range(20):
+        pack.step(next(batches))
+    l0 = next(i for i, s in enumerate(pack.slots) if s.name == "l0_w")
+    if optimizer == "rmsprop":
+        assert not pack.opt.state[l0] or not pack.opt.state[l0]["sq"].any()
+    before = pack.model.trial_state(0)["l0_w"]
+    pack.trial_epoch = [1]
+    pack.set_lr()                                       # the epoch after the frozen one
+    pack.step(next(batches))
+    moved = (pack.model.trial_state(0)["l0_w"] - before).abs().max().item()
+    assert 0 < moved <= (1.01e-2 if optimizer == "adam" else 1.1e-1)

@@ -28,9 +28,7 @@ class ArrayPrep:
         self.cfg = cfg
         self.src: ArraySource = load(cfg)
         y = pd.Series(self.src.y)
-        task = cfg.get("task", "auto")
-        self.task = detect_task(y, task if task != "auto" else ("multiclass" if self.src.kind == "image"
-                                                                else "auto"), "target")
+        self.task = detect_task(y, cfg.get("task", "auto"), "target")
         check_target(y, self.task, "target")
         pos = split_rows(y, task=self.task, seed=cfg["seed"], stratify=cfg.get("stratify", True),
                          test_fraction=cfg["test_fraction"], val_fraction=cfg["val_fraction"],
@@ -81,8 +79,9 @@ class ArrayPrep:
         y = self.src.y[positions]
         if self.task == "regression":
             return y.astype(np.float32)
-        index = {c: i for i, c in enumerate(self.classes)}
-        return np.array([index[v] for v in y.tolist()], dtype=np.int64)
+        values = np.array(self.classes, dtype=self.src.y.dtype)   # class index i: classes[i]
+        order = np.argsort(values, kind="stable")
+        return order[np.searchsorted(values[order], y)].astype(np.int64)
 
     def manifest(self) -> dict:
         cfg, names = self.cfg, self.feature_names()
@@ -159,9 +158,10 @@ class ArrayPrep:
         return manifest
 
     def audit(self, written: Moments) -> dict:
-        ids = {k: set(self.pos[k].tolist()) for k in ("train", "val", "test")}
-        disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
-        coarse_in_train = set(self.pos["train_coarse"].tolist()) <= ids["train"]
+        train, val, test = (self.pos[k] for k in ("train", "val", "test"))
+        disjoint = not (np.intersect1d(train, val).size or np.intersect1d(train, test).size
+                        or np.intersect1d(val, test).size)
+        coarse_in_train = bool(np.isin(self.pos["train_coarse"], train).all())
         if self.method == "zscore":
             mean, std = written.mean, np.sqrt(written.m2 / max(written.n, 1))
             stats_ok = bool(np.allclose(mean, 0, atol=1e-3) and np.allclose(std[self.scale != 1.0], 1, atol=1e-3))

@@ -107,6 +107,9 @@ def _kind(X: np.ndarray, inputs: str, path: Path) -> str:
         raise UserError(f"data.source: {path} holds {X.dtype} inputs; numbers expected")
     if inputs == "auto":
         inputs = {2: "table", 3: "image", 4: "image"}.get(X.ndim, "")
+    if inputs == "image" and X.ndim == 4 and X.shape[1] > 4 and X.shape[-1] in (1, 3, 4):
+        raise UserError(f"data.inputs: images of shape {X.shape[1:]} in {path} look channels-last "
+                        "(H, W, C); store them as (N, C, H, W), e.g. np.moveaxis(X, -1, 1)")
     shapes = {"table": (2,), "image": (3, 4), "tokens": (2,)}
     if X.ndim not in shapes.get(inputs, ()):
         raise UserError(f"data.inputs: inputs of shape {X.shape} in {path} are not a {inputs or 'known kind'} "
@@ -190,5 +193,5 @@ def manifest_statistics(manifest: dict) -> tuple[str, np.ndarray, np.ndarray]:
     if method == "none":
         return method, np.zeros(1), np.ones(1)
     keys = ("mean", "std") if method == "zscore" else ("min", "range")
-    stats = norm["channels"] if "channels" in norm else list(norm["columns"].values())
+    stats = norm["channels"] if "channels" in norm else [norm["columns"][n] for n in manifest["features"]]
     return method, np.array([s[keys[0]] for s in stats]), np.array([s[keys[1]] for s in stats])

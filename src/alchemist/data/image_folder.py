@@ -4,7 +4,7 @@ layout), PNG/JPEG/BMP/GIF/TIFF/WebP decoded by Pillow.
 Every image is resized to `data.image_size` ([H, W], or one number for square; default: the first
 image's size) with Pillow's bilinear filter (its antialiased resampling when shrinking) and read
 as RGB — or as one grey channel when every image in the folder is greyscale. Pixels become
-[0, 1] floats (÷255); the array then goes through the array prep (alchemist.data.arrays) like a
+[0, 1] floats (÷255; 16-bit grey ÷65535; float images as they are); the array then goes through the array prep (alchemist.data.arrays) like a
 .npy source: per-channel normalisation from the train images (PB-2). The folder's content hash
 covers every file's relative path and bytes and the size, so renaming, editing or adding an image
 reruns prep (`alchemist.dag.data_files` lists the image files as prep inputs).
@@ -19,6 +19,7 @@ import numpy as np
 from alchemist.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+WIDE_GREY = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}  # → [0, 1]
 
 
 def image_files(folder: str | Path) -> list[tuple[Path, str]]:
@@ -74,12 +75,15 @@ def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.nda
     for i, (path, _) in enumerate(files):
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if grey else "RGB")
+                if grey and img.mode in WIDE_GREY:    # 16-bit / float: convert("L") would clip
+                    img, scale = img.convert("F" if img.mode == "F" else "I"), WIDE_GREY[img.mode]
+                else:
+                    img, scale = img.convert("L" if grey else "RGB"), 255.0
         except OSError as err:                  # a truncated file decodes only now
             raise UserError(f"data.source: cannot read image {path}: {err}") from None
         if img.size != (w, h):
             img = img.resize((w, h), Image.BILINEAR)
-        pixels = np.asarray(img, dtype=np.float32) / 255.0
+        pixels = np.asarray(img, dtype=np.float32) / scale
         out[i] = pixels[None] if grey else pixels.transpose(2, 0, 1)
     labels = np.array([c for _, c in files])
     return out, labels, folder_digest(folder, image_size)

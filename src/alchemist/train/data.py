@@ -105,7 +105,9 @@ def eval_rows(width: int) -> int:
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x if x.device == device else x.to(device, non_blocking=True)
+    """x on `device`; asynchronous only towards a GPU (a non-blocking copy to the host may be
+    read before it lands)."""
+    return x if x.device == device else x.to(device, non_blocking=device.type == "cuda")
 
 
 def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Tensor:
@@ -133,7 +135,8 @@ def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Ten
         if cfg["aug_rotate"] > 0:       # small rotations about the centre, bilinear, zero fill
             angle = (torch.rand(B, generator=gen, device=dev) * 2 - 1) * math.radians(cfg["aug_rotate"])
             cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
-            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+            theta = torch.stack([torch.stack([cos, -sin * h / w, zero], 1),     # in pixels, not in
+                                 torch.stack([sin * w / h, cos, zero], 1)], 1)   # [-1, 1]² (no shear)
             grid = F.affine_grid(theta, list(xi.shape), align_corners=False)
             xi = F.grid_sample(xi, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if cfg["aug_noise"] > 0:

@@ -168,7 +168,7 @@ class PackTrainer:
 
     def set_lrs(self, lrs) -> None:
         """Override every trial's LR for the next steps (the LR range test sweeps it)."""
-        self.opt.set_lr(torch.as_tensor(lrs, dtype=torch.float64))
+        self.opt.set_lr(torch.as_tensor(lrs, dtype=torch.float64), None, self.groups.at(self.trial_epoch))
 
     # -- one epoch ------------------------------------------------------------------------------
     def epoch_order(self):

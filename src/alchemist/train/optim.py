@@ -55,8 +55,11 @@ class PackOptimizer:
         self.settings = [tuple(float(t[k]) for k in group_by) for t in trials]
         self.device = slots[0].param.device
         self.state: list[dict] = [{} for _ in slots]
-        self._steps = torch.zeros(self.K, dtype=torch.float32, device=self.device)
-        self._step_views = list(self._steps.unbind())
+        # step count per (slot, trial): a trial's steps less those the slot sat frozen
+        # (alchemist.train.transfer), as torch counts a parameter's steps from its first update
+        self.skipped = torch.zeros(len(slots), self.K, dtype=torch.float64)
+        self._steps = torch.zeros(len(slots), self.K, dtype=torch.float32, device=self.device)
+        self._step_views = [list(row.unbind()) for row in self._steps]
         self._args, self._args_key = None, []
         self.set_lr(torch.zeros(self.K, dtype=torch.float64))
 
@@ -69,11 +72,15 @@ class PackOptimizer:
         self.lr_list = self.lr.tolist()
         active = [True] * self.K if active is None else list(active)
         groups: dict[tuple, list[tuple[int, int, int]]] = {}
+        self.frozen = torch.zeros(len(self.slots), self.K, dtype=torch.float64)
         for si, slot in enumerate(self.slots):
             for i, k in enumerate(range(self.K) if slot.stacked else slot.owners):
                 m = mult[si][i] if mult else 1.0
                 if active[k] and m:
                     groups.setdefault((self.lr_list[k] * m, *self.settings[k]), []).append((si, i, k))
+                elif active[k]:
+                    self.frozen[si, k] = 1.0
+        self.any_frozen = bool(self.frozen.any())
         self.groups = list(groups.items())
         self._args = None
         self.vec = {"neg_lr": -self.lr, "wd": h["weight_decay"], "m": h["momentum"]}
@@ -93,12 +100,20 @@ class PackOptimizer:
     @torch.no_grad()
     def step(self):
         self.t = [t + 1 for t in self.t]
+        if self.any_frozen:
+            self.skipped += self.frozen
         if self.fused is not None:
             return self._fused_step()
         update = getattr(self, f"_{self.kind}")
-        for slot, st, cols in zip(self.slots, self.state, self.cols):
+        for si, (slot, st, cols) in enumerate(zip(self.slots, self.state, self.cols)):
             if slot.param.grad is not None:
+                rows = (self.frozen[si] if slot.stacked else self.frozen[si, slot.owners]) if self.any_frozen else None
+                frozen = rows.bool().to(self.device) if rows is not None and rows.any() else None
+                kept = {key: v[frozen].clone() for key, v in st.items()} if frozen is not None else {}
                 update(lead(slot.param, slot), lead(slot.param.grad, slot), st, cols.__getitem__)
+                if frozen is not None:          # a frozen row's state stays as it was (or at 0)
+                    for key, v in st.items():
+                        v[frozen] = kept[key] if key in kept else 0.0
 
     def _l2(self, p, g, col):
         return g + p * col("wd") if self.any_wd else g
@@ -106,7 +121,8 @@ class PackOptimizer:
     def _fused_step(self):
         """One fused call per group of trials with equal settings, over their rows of every slot;
         each row brings its trial's step count (Adam's bias corrections, Adagrad's lr decay)."""
-        self._steps.copy_(torch.tensor(self.t, dtype=torch.float32))
+        steps = torch.tensor(self.t, dtype=torch.float64)
+        self._steps.copy_((steps[None, :] - self.skipped) if self.any_frozen or self.skipped.any() else steps)
         for (lr, *setting), (p, g, *state), step in self._fused_args():
             if self.kind == "sgd":
                 momentum, wd, nesterov = setting
@@ -139,10 +155,10 @@ class PackOptimizer:
             rows = {si: [list(lead(t, self.slots[si]).unbind()) for t in ts] for si, ts in tensors.items()}
             self._args, self._args_key = [], key
             for setting, members in self.groups:
-                picked = [(rows[si], i, k) for si, i, k in members if si in rows]
+                picked = [(si, i, k) for si, i, k in members if si in rows]
                 if picked:
-                    lists = [[views[n][i] for views, i, _ in picked] for n in range(len(picked[0][0]))]
-                    self._args.append((setting, lists, [self._step_views[k] for _, _, k in picked]))
+                    lists = [[rows[si][n][i] for si, i, _ in picked] for n in range(len(rows[picked[0][0]]))]
+                    self._args.append((setting, lists, [self._step_views[si][k] for si, _, k in picked]))
         return self._args
 
     def _adadelta(self, p, g, st, col, rho=0.9, eps=1e-6):
@@ -163,20 +179,24 @@ class PackOptimizer:
         p.addcmul_(st["buf"], col("neg_lr"))
 
     def state_dict(self) -> dict:
-        return {"t": self.t, "state": self.state}
+        return {"t": self.t, "state": self.state, "skipped": self.skipped}
 
     def load_state_dict(self, sd: dict):
         self.t, self.state = list(sd["t"]), sd["state"]
+        self.skipped = sd.get("skipped", torch.zeros_like(self.skipped))
 
     def trial_state(self, k: int) -> dict:
         """Trial k's slice of the optimiser: its step count and, per slot it owns, its tensors."""
-        return {"t": self.t[k], "slots": [{key: v[s.owners.index(k)].clone() for key, v in st.items()}
-                                          if k in s.owners else None for s, st in zip(self.slots, self.state)]}
+        return {"t": self.t[k], "skipped": self.skipped[:, k].clone(),
+                "slots": [{key: v[s.owners.index(k)].clone() for key, v in st.items()}
+                          if k in s.owners else None for s, st in zip(self.slots, self.state)]}
 
     def load_trial_state(self, k: int, sd: dict):
         """Put a trial_state() into trial k; state tensors the pack lacks start at zero, which is
         where every rule's state starts (SGD's first buffer g equals 0·m + g)."""
         self.t[k] = sd["t"]
+        if "skipped" in sd:
+            self.skipped[:, k] = sd["skipped"]
         for s, st, saved in zip(self.slots, self.state, sd["slots"]):
             for key, v in (saved or {}).items():
                 if key not in st:

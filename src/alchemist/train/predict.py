@@ -46,15 +46,24 @@ def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarra
     if data.suffix.lower() not in (".npy", ".npz") or not data.is_file():
         raise UserError(f"--data: {data}: this model was trained on an array source; give a .npy "
                         "or an .npz file (X, optionally y)")
-    names = member_names(data) if data.suffix.lower() == ".npz" else []
-    if names and "X" not in names:
-        raise UserError(f"--data: {data} has no array 'X' (arrays: {', '.join(names)})")
-    X = open_member(data, "X" if names else None)
-    y = np.asarray(open_member(data, "y")) if "y" in names else None
-    lengths = np.asarray(open_member(data, "lengths")) if "lengths" in names else None
+    try:
+        names = member_names(data) if data.suffix.lower() == ".npz" else []
+        if names and "X" not in names:
+            raise UserError(f"--data: {data} has no array 'X' (arrays: {', '.join(names)})")
+        X = open_member(data, "X" if names else None)
+        y = np.asarray(open_member(data, "y")) if "y" in names else None
+        lengths = np.asarray(open_member(data, "lengths")) if "lengths" in names else None
+    except UserError:
+        raise
+    except Exception as err:                    # noqa: BLE001 - a malformed file: one line
+        raise UserError(f"--data: cannot read {data}: {type(err).__name__}: {err}") from None
+    if X.dtype.kind not in "biuf" or not len(X):
+        raise UserError(f"--data: {data} holds {len(X)} rows of {X.dtype}; numbers expected")
     if int(np.prod(X.shape[1:])) != len(manifest["features"]):
         raise UserError(f"--data: rows of shape {X.shape[1:]}; the model was trained on "
                         f"{len(manifest['features'])} values a row")
+    if (lengths is not None and lengths.shape != (len(X),)) or (y is not None and len(y) != len(X)):
+        raise UserError(f"--data: {data}: 'y' and 'lengths' need one value per row of X ({len(X)})")
     src = ArraySource(X, np.zeros(len(X)), manifest.get("inputs", "table"), str(data), "", lengths)
     method, shift, scale = manifest_statistics(manifest)
     encoded = np.concatenate([normalise(src.rows(np.arange(s, e)), shift, scale, method)
