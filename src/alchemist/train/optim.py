@@ -58,6 +58,7 @@ class PackOptimizer:
         # step count per (slot, trial): a trial's steps less those the slot sat frozen
         # (alchemist.train.transfer), as torch counts a parameter's steps from its first update
         self.skipped = torch.zeros(len(slots), self.K, dtype=torch.float64)
+        self.any_skipped = False
         self._steps = torch.zeros(len(slots), self.K, dtype=torch.float32, device=self.device)
         self._step_views = [list(row.unbind()) for row in self._steps]
         self._args, self._args_key = None, []
@@ -102,6 +103,7 @@ class PackOptimizer:
         self.t = [t + 1 for t in self.t]
         if self.any_frozen:
             self.skipped += self.frozen
+            self.any_skipped = True
         if self.fused is not None:
             return self._fused_step()
         update = getattr(self, f"_{self.kind}")
@@ -122,7 +124,7 @@ class PackOptimizer:
         """One fused call per group of trials with equal settings, over their rows of every slot;
         each row brings its trial's step count (Adam's bias corrections, Adagrad's lr decay)."""
         steps = torch.tensor(self.t, dtype=torch.float64)
-        self._steps.copy_((steps[None, :] - self.skipped) if self.any_frozen or self.skipped.any() else steps)
+        self._steps.copy_((steps[None, :] - self.skipped) if self.any_skipped else steps)
         for (lr, *setting), (p, g, *state), step in self._fused_args():
             if self.kind == "sgd":
                 momentum, wd, nesterov = setting
@@ -184,6 +186,7 @@ class PackOptimizer:
     def load_state_dict(self, sd: dict):
         self.t, self.state = list(sd["t"]), sd["state"]
         self.skipped = sd.get("skipped", torch.zeros_like(self.skipped))
+        self.any_skipped = bool(self.skipped.any())
 
     def trial_state(self, k: int) -> dict:
         """Trial k's slice of the optimiser: its step count and, per slot it owns, its tensors."""
@@ -197,6 +200,7 @@ class PackOptimizer:
         self.t[k] = sd["t"]
         if "skipped" in sd:
             self.skipped[:, k] = sd["skipped"]
+            self.any_skipped = bool(self.skipped.any())
         for s, st, saved in zip(self.slots, self.state, sd["slots"]):
             for key, v in (saved or {}).items():
                 if key not in st:
