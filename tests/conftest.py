@@ -19,6 +19,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # the lockbox's per-user registry: never the real ~/.local/state (Workflow and the autouse
 # fixture below give each workflow and test its own)
 os.environ.setdefault("ALCHEMIST_LOCKBOX_DIR", tempfile.mkdtemp(prefix="alchemist-lockbox-"))
+# decoded image folders (alchemist.data.image_folder.cache_dir): never the real ~/.cache
+os.environ.setdefault("ALCHEMIST_CACHE_DIR", tempfile.mkdtemp(prefix="alchemist-cache-"))
 
 
 class Workflow:

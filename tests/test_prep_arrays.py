@@ -95,8 +95,10 @@ def test_a_bad_array_source_is_one_line(tmp_path, arrays, data, fragment):
     assert not (tmp_path / "data").exists()                  # nothing written
 
 
-def test_a_folder_of_16_bit_grey_pngs_keeps_its_range(tmp_path):
+def test_a_folder_of_16_bit_grey_pngs_keeps_its_range(tmp_path, monkeypatch):
     from PIL import Image
+
+    monkeypatch.setenv("ALCHEMIST_CACHE_DIR", str(tmp_path / "cache"))
 
     rng = np.random.default_rng(0)
     pixels = {}
@@ -111,6 +113,13 @@ def test_a_folder_of_16_bit_grey_pngs_keeps_its_range(tmp_path):
     every = np.stack(list(pixels.values())) / 65535.0             # not clipped at 255
     assert 0.2 < m["normalisation"]["channels"][0]["mean"] < 0.7 and abs(
         m["normalisation"]["channels"][0]["mean"] - every.mean()) < 0.1
+    cached = list((tmp_path / "cache").glob("*.npy"))                # decoded once, mapped
+    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape == (24, 1, 10, 10)
+    stamp = cached[0].stat().st_mtime_ns
+    assert prep(tmp_path, source=str(tmp_path / "imgs"), image_size=[10, 10])["source"] == m["source"]
+    assert cached[0].stat().st_mtime_ns == stamp
+    Image.fromarray(pixels[("dark", 0)] + 1).save(tmp_path / "imgs/dark/0.png")   # an edit
+    assert prep(tmp_path, source=str(tmp_path / "imgs"), image_size=[10, 10])["source"] != m["source"]
 
 
 LIMIT_MB = 640      # RLIMIT_DATA of the prep and train processes: what they may allocate

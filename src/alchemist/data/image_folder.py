@@ -7,15 +7,19 @@ as RGB — or as one grey channel when every image in the folder is greyscale. P
 [0, 1] floats (÷255; 16-bit grey ÷65535; float images as they are); the array then goes through the array prep (alchemist.data.arrays) like a
 .npy source: per-channel normalisation from the train images (PB-2). The folder's content hash
 covers every file's relative path and bytes and the size, so renaming, editing or adding an image
-reruns prep (`alchemist.dag.data_files` lists the image files as prep inputs).
+reruns prep (`alchemist.dag.data_files` lists the image files as prep inputs). The decoded
+images are kept, memory-mapped, in a per-user cache keyed by that hash (`cache_dir`), so a
+folder larger than memory prepares as an .npy does, and it is decoded once.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 
+from alchemist.atomic import replacing
 from alchemist.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -56,11 +60,27 @@ def folder_digest(folder: str | Path, image_size=None) -> str:
     return digest.hexdigest()
 
 
+def cache_dir() -> Path:
+    """Where decoded folders are kept: $ALCHEMIST_CACHE_DIR, else $XDG_CACHE_HOME/alchemist/images
+    (~/.cache/alchemist/images)."""
+    base = os.environ.get("ALCHEMIST_CACHE_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alchemist" / "images"
+
+
 def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(images (N, C, H, W) float32 in [0, 1], class names (N,), content sha256)."""
+    """(images (N, C, H, W) float32 in [0, 1], memory-mapped from the cache; class names (N,);
+    content sha256). A folder is decoded once per content and size (the parse-time check and
+    the prep job share it), one image at a time into the mapped file: never all in memory."""
     from PIL import Image, UnidentifiedImageError
 
     files = image_files(folder)
+    digest = folder_digest(folder, image_size)
+    labels = np.array([c for _, c in files])
+    cached = cache_dir() / f"{digest[:32]}.npy"
+    if cached.exists():
+        return np.load(cached, mmap_mode="r"), labels, digest
     h, w = _size(image_size, files[0][0])
     grey_modes = ("1", "L", "LA", "I", "I;16", "F")
     modes = []
@@ -71,19 +91,23 @@ def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.nda
         except (UnidentifiedImageError, OSError) as err:
             raise UserError(f"data.source: cannot read image {path}: {err}") from None
     grey = all(m in grey_modes for m in modes)
-    out = np.empty((len(files), 1 if grey else 3, h, w), dtype=np.float32)
-    for i, (path, _) in enumerate(files):
-        try:
-            with Image.open(path) as img:
-                if grey and img.mode in WIDE_GREY:    # 16-bit / float: convert("L") would clip
-                    img, scale = img.convert("F" if img.mode == "F" else "I"), WIDE_GREY[img.mode]
-                else:
-                    img, scale = img.convert("L" if grey else "RGB"), 255.0
-        except OSError as err:                  # a truncated file decodes only now
-            raise UserError(f"data.source: cannot read image {path}: {err}") from None
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.BILINEAR)
-        pixels = np.asarray(img, dtype=np.float32) / scale
-        out[i] = pixels[None] if grey else pixels.transpose(2, 0, 1)
-    labels = np.array([c for _, c in files])
-    return out, labels, folder_digest(folder, image_size)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(cached) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                        shape=(len(files), 1 if grey else 3, h, w))
+        for i, (path, _) in enumerate(files):
+            try:
+                with Image.open(path) as img:
+                    if grey and img.mode in WIDE_GREY:    # 16-bit / float: convert("L") would clip
+                        img, scale = img.convert("F" if img.mode == "F" else "I"), WIDE_GREY[img.mode]
+                    else:
+                        img, scale = img.convert("L" if grey else "RGB"), 255.0
+            except OSError as err:              # a truncated file decodes only now
+                raise UserError(f"data.source: cannot read image {path}: {err}") from None
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.BILINEAR)
+            pixels = np.asarray(img, dtype=np.float32) / scale
+            out[i] = pixels[None] if grey else pixels.transpose(2, 0, 1)
+        out.flush()
+        del out
+    return np.load(cached, mmap_mode="r"), labels, digest
