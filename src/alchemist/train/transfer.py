@@ -80,7 +80,7 @@ class ParameterGroups:
         self.factor = [[_first(t["lr_groups"], s.name, 1.0) for t in trials] for s in slots]
         self.until = [[_frozen_until(t["freeze"], s.name) for t in trials] for s in slots]
         self.active = any(t["freeze"] or t["lr_groups"] for t in trials)
-        self.keep = [None] * len(slots)
+        self.keep, self.masking = [None] * len(slots), False
 
     def at(self, epochs_done: list[int]) -> list[list[float]] | None:
         """Per slot, per owner: the LR factor, 0 while frozen (None: no groups, all 1). Also
@@ -94,9 +94,12 @@ class ParameterGroups:
                          for k in owners])
         self.keep = [torch.tensor([float(m != 0) for m in ms], device=s.param.device) if 0 in ms else None
                      for s, ms in zip(self.slots, mult)]
+        self.masking = any(k is not None for k in self.keep)
         return mult
 
     def mask_grads(self) -> None:
+        if not self.masking:                    # the training step's common case: nothing frozen
+            return
         for s, keep in zip(self.slots, self.keep):
             if keep is not None and s.param.grad is not None:
                 grad = s.param.grad if s.stacked else s.param.grad.unsqueeze(0)
