@@ -13,6 +13,7 @@ import pandas as pd
 
 from alchemist.atomic import replacing
 from alchemist.data.arrays import ArraySource, Moments, blocks, layout, load, normalise
+from alchemist.data.encode import pixel_columns, token_columns
 from alchemist.data.guard import FINGERPRINTS, matrix_row_hashes
 from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
                                   rebalance_plan, split_rows)
@@ -71,9 +72,9 @@ class ArrayPrep:
     def feature_names(self) -> list[str]:
         shape = self.image_shape
         if shape:
-            return [f"c{c}_{i}_{j}" for c in range(shape[0]) for i in range(shape[1]) for j in range(shape[2])]
+            return pixel_columns(shape)
         width = self.src.X.shape[1]
-        return [f"t{i:02d}" if self.src.kind == "tokens" else f"x{i}" for i in range(width)]
+        return token_columns(width) if self.src.kind == "tokens" else [f"x{i}" for i in range(width)]
 
     def encode_target(self, positions: np.ndarray) -> np.ndarray:
         y = self.src.y[positions]

@@ -6,8 +6,9 @@ The callable (imported from the working directory, called without arguments) ret
 one-channel images get an image shape and per-channel normalisation (PB-2), as the built-in image
 set; with `data.inputs: tokens`, (N, T) integer arrays are token ids (columns `t00..`, 0 =
 padding, never normalised) for the recurrent models. Columns are named `x0..` (tables) or
-`c{channel}_{row}_{col}` (images); the target column is `target`. The content hash (what keys the lockbox) is of the arrays, and the module's file is an
-input of the prep rule, so editing it reruns prep.
+`c{channel}_{row}_{col}` (images); the target column is `target`. The content hash (what keys
+the lockbox) is of the arrays, and the module's file is an input of the prep rule, so editing it
+reruns prep.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alchemist.data.encode import pixel_columns
 from alchemist.errors import UserError
 
 
@@ -62,8 +64,7 @@ def load(source: str) -> tuple[pd.DataFrame, str, list[int] | None]:
         raise UserError(f"data.source: {source!r}: inputs of shape {X.shape[1:]} per row; expected "
                         "(features,), (H, W) or (C, H, W)")
     shape = list(X.shape[1:]) if X.ndim == 4 else None
-    names = ([f"c{c}_{i}_{j}" for c in range(shape[0]) for i in range(shape[1]) for j in range(shape[2])]
-             if shape else [f"x{i}" for i in range(X.shape[1])])
+    names = pixel_columns(shape) if shape else [f"x{i}" for i in range(X.shape[1])]
     flat = np.ascontiguousarray(X.reshape(len(X), -1))
     frame = pd.DataFrame(flat, columns=names)
     frame["target"] = y

@@ -24,6 +24,18 @@ MISSING_CATEGORY = "__missing__"
 OTHER = "__other__"
 
 
+def pixel_columns(shape: list[int]) -> list[str]:
+    """Column names of an image's pixels, channel-major (C, H, W): `c{channel}_{row}_{col}` —
+    the one naming every image source uses (generated, callable, arrays, folders)."""
+    c, h, w = shape
+    return [f"c{k}_{i}_{j}" for k in range(c) for i in range(h) for j in range(w)]
+
+
+def token_columns(length: int) -> list[str]:
+    """Column names of a token-id sequence: `t00`, `t01`, … (position order)."""
+    return [f"t{i:02d}" for i in range(length)]
+
+
 def is_categorical(series: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from alchemist.data import callable_source
+from alchemist.data.encode import token_columns
 from alchemist.errors import UserError
 
 BUILTINS = {
@@ -122,7 +123,7 @@ def load_source(source: str, target: str | None, inputs: str = "auto") -> Source
             if shape is not None or not np.array_equal(ids, np.round(ids)) or ids.min() < 0:
                 raise UserError(f"data.inputs: tokens must be (N, T) non-negative integer ids; "
                                 f"{source!r} returned other inputs")
-            frame.columns = [f"t{i:02d}" for i in range(ids.shape[1])] + [BUILTIN_TARGET]
+            frame.columns = token_columns(ids.shape[1]) + [BUILTIN_TARGET]
             return Source(frame, BUILTIN_TARGET, source, digest, None, None,
                           extra={"sequence": {"vocab": int(ids.max()) + 1, "length": ids.shape[1]}})
         return Source(frame, BUILTIN_TARGET, source, digest, None, shape,

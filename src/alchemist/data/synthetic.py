@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alchemist.data.encode import pixel_columns, token_columns
+
 SHAPES = ("disc", "square", "triangle", "cross")
 SIZE = 32
 DEFAULT_ROWS = 6000
@@ -61,7 +63,7 @@ def shapes(rows: int = DEFAULT_ROWS, size: int = SIZE, seed: int = SEED) -> tupl
         colour = rng.uniform(0.45, 1.0, 3).astype(np.float32)
         img = np.where(mask[None], colour[:, None, None], background[:, None, None])
         images[i] = np.clip(img + rng.normal(0, 0.06, img.shape), 0, 1)
-    names = [f"c{c}_{y}_{x}" for c in range(3) for y in range(size) for x in range(size)]
+    names = pixel_columns([3, size, size])
     frame = pd.DataFrame(images.reshape(rows, -1), columns=names)
     frame["target"] = labels
     return frame, [3, size, size]
@@ -80,7 +82,7 @@ def sequences(rows: int = DEFAULT_ROWS, length: int = 20, vocab: int = 10,
             continue                                         # no ties; balanced classes
         kept.append(np.pad(seq, (0, length - n)))
         labels.append(int(ones > twos))
-    frame = pd.DataFrame(np.stack(kept), columns=[f"t{i:02d}" for i in range(length)])
+    frame = pd.DataFrame(np.stack(kept), columns=token_columns(length))
     frame["target"] = labels
     return frame, {"vocab": vocab, "length": length}
 
