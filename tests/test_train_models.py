@@ -219,3 +219,19 @@ def test_binary_task_with_cross_entropy_has_two_outputs(tmp_path):
     assert trained.evaluate(val.X, val.y)["value"] == pytest.approx(summary["final_val_metric"])
     report = sanity(trials[0], data, rows=16, steps=50, threads=1)
     assert report["initial_loss"]["expected"] == pytest.approx(math.log(2))
+
+
+@pytest.mark.parametrize("model", ["cnn", "rescnn"])
+def test_conv_layouts_agree(model):
+    """The CUDA layout (one grouped convolution for the pack) computes what the CPU layout (a
+    native convolution per trial) does; both run here on the CPU."""
+    from alchemist.train.models import PackNet
+
+    trials = complete_trials([dict(model=model, hidden=[16], cnn_channels=[4, 8], batch_norm=True, seed=s)
+                              for s in range(3)])
+    net = PackNet(trials, 3 * 8 * 8, 4, [3, 8, 8])
+    x = torch.randn(3, 10, 192)
+    assert net.per_trial_convs
+    per_trial = net(x)
+    net.per_trial_convs = False
+    torch.testing.assert_close(net(x), per_trial, rtol=1e-4, atol=1e-5)

@@ -1,7 +1,8 @@
 """Embedding + LSTM / GRU packs on token sequences (alchemist.train.recurrent): each trial equals
-its solo run (1e-5 for the first epochs; float32 batched matmuls of K sum in another order than of
-one, ~1e-6 a step, which a noisy trial grows to ~1e-4 by epoch 6), padding leaves the state alone, the LSTM's forget gate starts open (PB-16), and
-they learn the built-in counting task (synthetic:sequences)."""
+its solo run (1e-5; on CPU every trial runs torch's own recurrent kernel), the CUDA layout
+(one batched matmul per step for the pack) computes the same, trailing padding leaves the state
+alone, the LSTM's forget gate starts open (PB-16), and they learn the built-in counting task
+(synthetic:sequences)."""
 from __future__ import annotations
 
 import pytest
@@ -29,10 +30,10 @@ def test_recurrent_pack_equals_each_trial_alone_and_learns(sequences, kind):
             for lr, s, d in [(3e-3, 0, 0.0), (1e-2, 1, 0.1), (3e-2, 2, 0.0)]]
     pack = trainer(sequences, cfgs)
     pack.fit()
-    for k in (1, 2):        # float32 bmm: a batch of K sums in another order than a batch of 1,
-        solo = trainer(sequences, [cfgs[k]])           # last bits that grow as the loss shrinks
+    for k in (1, 2):
+        solo = trainer(sequences, [cfgs[k]])
         solo.fit()
-        losses = [r["train_loss"] for r in solo.rows[0]]
+        losses = [r["train_loss"] for r in solo.rows[0]]      # the output layer's batched matmul
         assert losses[:2] == pytest.approx([r["train_loss"] for r in pack.rows[k]][:2], rel=1e-5)
         assert losses == pytest.approx([r["train_loss"] for r in pack.rows[k]], rel=1e-3)
     assert max(rows[-1]["val_metric"] for rows in pack.rows) > 0.75     # counting, learnt
@@ -52,3 +53,18 @@ def test_padding_keeps_the_state_and_the_forget_gate_starts_open():
     torch.testing.assert_close(net(x).detach(), shorter)                 # trailing padding = absent
     with pytest.raises(UserError, match="token sequences"):
         build_model(trials, 5, 2)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cuda_layout_computes_the_same(kind):
+    """The stacked layout (CUDA: a batched matmul per time step for all K trials) against torch's
+    kernel per trial (CPU), on sequences with padding inside, at the end and everywhere."""
+    trials = complete_trials([dict(model=kind, hidden=[8, 16], seed=s) for s in range(3)])
+    net = build_model(trials, 7, 2, sequence={"vocab": 10, "length": 7}).eval()
+    x = torch.randint(0, 10, (3, 5, 7)).float()
+    x[:, :, 5:], x[:, 0], x[:, 1, 2] = 0, 0, 0
+    assert net.fused
+    with torch.no_grad():
+        fused = net(x)
+        net.fused = False
+        torch.testing.assert_close(net(x), fused, rtol=1e-5, atol=1e-6)

@@ -1,9 +1,10 @@
 """Models for a pack of K trials: forward takes x of shape (K, B, F) and returns (K, B, out).
 
-Every parameter is a contiguous (K, ...) block of one buffer; the forward uses batched matmuls
-(torch.baddbmm), and convolutions as im2col + batched matmul (a grouped convolution's per-trial
-sums would depend on K), so a pack costs about one model's Python overhead. Each trial draws its init and dropout masks from its own torch.Generator, so its
-numbers do not depend on its pack-mates (pack == solo). A custom `module:callable` model is K
+Every parameter is a contiguous (K, ...) block of one buffer; dense layers are batched matmuls
+(torch.baddbmm), so a pack of MLPs costs about one model's Python overhead; convolutions run in
+the layout the device is fastest with (alchemist.train.conv: native per-trial kernels on CPU,
+one grouped convolution on CUDA). Each trial draws its init and dropout masks from its own
+torch.Generator, so its numbers do not depend on its pack-mates (pack == solo). A custom `module:callable` model is K
 instances vectorised with torch.func, or run in a loop when vmap cannot match a solo run
 (alchemist.train.custom).
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alchemist.errors import UserError
+from alchemist.train.conv import per_trial_layout, trunk as conv_trunk
 from alchemist.train.params import Slot, init_weight_, trial_generator
 
 ACTIVATIONS = {"relu": F.relu, "leaky_relu": F.leaky_relu, "tanh": torch.tanh,
@@ -108,6 +110,7 @@ class PackNet(nn.Module):
                 if h >= 2 and w >= 2:
                     h, w = h // 2, w // 2
             n_in, self.n_stages = c * h * w, len(cfg["cnn_channels"])
+            self.per_trial_convs = per_trial_layout(device)
         widths = hidden_widths(cfg, n_in, n_out)
         if self.kind in ("resmlp",) and len(set(widths)) != 1:
             raise UserError(f"resmlp needs equal hidden widths, got {widths}")
@@ -189,12 +192,10 @@ class PackNet(nn.Module):
         return self._norm(name, h) if hasattr(self, f"{name}_mean") else h
 
     def _norm(self, name: str, h):
-        """Batch norm per trial and channel; h is (K, B, C) or (B, K*C, H, W)."""
+        """Batch norm per trial and unit of a dense layer, h is (K, B, C) (convolutions:
+        alchemist.train.conv)."""
         g, b = getattr(self, f"{name}_g"), getattr(self, f"{name}_beta")
         mean, var = getattr(self, f"{name}_mean"), getattr(self, f"{name}_var")
-        if h.dim() == 4:
-            return F.batch_norm(h, mean.view(-1), var.view(-1), g.reshape(-1), b.reshape(-1),
-                                self.training, 0.1, 1e-5)
         if self.training:
             mu, v = h.mean(1, keepdim=True), h.var(1, unbiased=False, keepdim=True)
             with torch.no_grad():
@@ -204,17 +205,6 @@ class PackNet(nn.Module):
         else:
             mu, v = mean.unsqueeze(1), var.unsqueeze(1)
         return (h - mu) * torch.rsqrt(v + 1e-5) * g.unsqueeze(1) + b.unsqueeze(1)
-
-    def _conv_fwd(self, name: str, h):
-        """3x3 'same' convolution of every trial's channels, h is (B, K*C, H, W). im2col + bmm
-        rather than a grouped conv: its per-trial sums do not depend on K (pack == solo)."""
-        B, KC, H, W = h.shape
-        K, C = self.K, KC // self.K
-        w, b = getattr(self, f"{name}_w"), getattr(self, f"{name}_b")
-        cols = F.unfold(h, 3, padding=1).view(B, K, C * 9, H * W).permute(1, 2, 0, 3)
-        out = torch.baddbmm(b.unsqueeze(-1), w.reshape(K, -1, C * 9), cols.reshape(K, C * 9, B * H * W))
-        h = out.view(K, -1, B, H, W).permute(2, 0, 1, 3, 4).reshape(B, -1, H, W)
-        return self._norm(name, h) if self.bn else h
 
     def _activate(self, h):
         """The activation, in place when h is a fresh tensor (not a view): no new buffer, and
@@ -240,19 +230,9 @@ class PackNet(nn.Module):
         return h * mask.sub_(below).clamp_(0, 0.5).mul_(twice_scale).to(h.dtype)   # 0, or the scale
 
     def forward(self, x, gens=None):
-        K, B = x.shape[:2]
         h = x
         if self.convs:
-            c, hh, ww = self.image_shape
-            h = x.reshape(K, B, c, hh, ww).transpose(0, 1).reshape(B, K * c, hh, ww)
-            for i in range(self.n_stages):
-                h = self._activate(self._conv_fwd(f"c{i}", h))
-                if self.kind == "rescnn":
-                    r = self._conv_fwd(f"r{i}b", self._activate(self._conv_fwd(f"r{i}a", h)))
-                    h = self._activate(h + r)
-                if h.shape[-1] >= 2 and h.shape[-2] >= 2:
-                    h = F.max_pool2d(h, 2)
-            h = h.reshape(B, K, -1).transpose(0, 1)
+            h = conv_trunk(self, x)          # (K, B, features), alchemist.train.conv
         for i in range(len(self.widths)):
             h = self._activate(self._lin(f"l{i}", h))
             if self.kind == "resmlp":

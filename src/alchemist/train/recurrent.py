@@ -49,6 +49,10 @@ class PackRNN(SlotModule):
                     w[:, H:2 * H] = float(t["forget_bias"])    # gates i, f, g, o: f starts open
                 blocks.append(w)
             self.register_parameter(name, nn.Parameter(torch.stack(blocks).to(device)))
+        self.fused = torch.device(device).type != "cuda"
+        if self.fused:                  # the module whose kernel runs each trial (no own weights used)
+            cell = (nn.LSTM if self.kind == "lstm" else nn.GRU)(E, H, batch_first=True)
+            object.__setattr__(self, "cell", cell.to(device))      # not a submodule: no parameters
 
     def slots(self):
         return [Slot(getattr(self, n), list(range(self.K)), n in ("w_ih", "w_hh", "out_w"), True, n)
@@ -57,13 +61,39 @@ class PackRNN(SlotModule):
     def forward(self, x, gens=None):
         K, B, T = x.shape
         tokens = x.round().long().clamp_(0, self.emb.shape[1] - 1)
+        # a sequence runs up to its last real (non-zero) id: trailing padding leaves the state alone
+        lengths = ((tokens > 0) * torch.arange(1, T + 1, device=x.device)).amax(-1)      # (K, B)
         # (K, B, T, E), one lookup per trial: its gradient then sums in an order of its own
-        e = torch.stack([F.embedding(tokens[k], self.emb[k]) for k in range(K)])
+        e = [F.embedding(tokens[k], self.emb[k]) for k in range(K)]
+        h = self._fused(e, lengths) if self.fused else self._stacked(torch.stack(e), lengths)
+        h = self._dropout(h, gens)
+        return torch.baddbmm(self.out_b, h, self.out_w)
+
+    def _fused(self, e, lengths):
+        """Per trial, torch's own recurrent kernel (nn.LSTM / nn.GRU through functional_call, the
+        trial's weights as views of the stacked ones; no bias on the hidden side): on CPU 2-3×
+        faster than the step loop below. The state at each sequence's last real token."""
+        from torch.func import functional_call
+
+        zero = torch.zeros(self.gates * self.H, device=e[0].device)
+        out = []
+        for k, ek in enumerate(e):
+            weights = {"weight_ih_l0": self.w_ih[k].t(), "weight_hh_l0": self.w_hh[k].t(),
+                       "bias_ih_l0": self.b[k, 0], "bias_hh_l0": zero}
+            seq, _ = functional_call(self.cell, weights, (ek,))
+            at = (lengths[k] - 1).clamp_(min=0)
+            last = seq[torch.arange(len(at), device=seq.device), at]
+            out.append(torch.where((lengths[k] > 0).unsqueeze(-1), last, torch.zeros_like(last)))
+        return torch.stack(out)
+
+    def _stacked(self, e, lengths):
+        """All K trials as one batched matmul per time step (on CUDA: one kernel for the pack)."""
+        K, B, T, _ = e.shape
         proj = torch.baddbmm(self.b, e.reshape(K, B * T, -1), self.w_ih).view(K, B, T, -1)
-        h = x.new_zeros(K, B, self.H)
-        c = x.new_zeros(K, B, self.H)
+        h = e.new_zeros(K, B, self.H)
+        c = e.new_zeros(K, B, self.H)
         for t in range(T):
-            real = (tokens[:, :, t] > 0).unsqueeze(-1)
+            real = (lengths > t).unsqueeze(-1)
             if self.kind == "lstm":
                 i, f, g, o = (proj[:, :, t] + torch.bmm(h, self.w_hh)).chunk(4, -1)
                 c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -76,8 +106,7 @@ class PackRNN(SlotModule):
                 r, z = torch.sigmoid(r + hr), torch.sigmoid(z + hz)
                 h_new = (1 - z) * torch.tanh(n + r * hn) + z * h
             h = torch.where(real, h_new, h)
-        h = self._dropout(h, gens)
-        return torch.baddbmm(self.out_b, h, self.out_w)
+        return h
 
     def _dropout(self, h, gens):
         if not self.training or not any(self.drop_p):
