@@ -106,7 +106,8 @@ class PackTrainer:
 
     # -- one step -------------------------------------------------------------------------------
     def forward_loss(self, idx):
-        """Per-trial data loss (K,) and scores on the rows idx (K, B)."""
+        """Per-trial data loss (K,) and the step's train-metric record (PackMetrics.record) on
+        the rows idx (K, B)."""
         flat = idx.reshape(-1)      # index_select: several times faster than X[idx]
         X = self.train.X            # on the device, or a memory-mapped split on the host
         xb = to_device(X.index_select(0, to_device(flat, X.device)), self.device).view(*idx.shape, -1)
@@ -116,7 +117,7 @@ class PackTrainer:
         with self.amp():
             out = self.model(xb, self.gens["dropout"])
         return (per_trial_loss(out.float(), yb, self.loss, self.class_w),
-                self.scoring.score(out.detach(), yb))
+                self.scoring.record(out.detach(), yb))
 
     def backward(self, loss):
         total = loss
@@ -190,21 +191,33 @@ class PackTrainer:
                         "score": self.scoring.zero(self.K, self.device), "n": 0}
         t0 = time.perf_counter() - st["elapsed"]
         spans = batch_spans(st["order"].shape[1], self.batch)
-        probe = None
-        for b in range(st["batch"], len(spans)):
+        probe, losses, records, first = None, [], [], st["batch"]
+        for b in range(first, len(spans)):
             idx = st["order"][:, spans[b][0]:spans[b][1]]
-            loss, sc = self.forward_loss(idx)
+            loss, record = self.forward_loss(idx)
             self.backward(loss)
-            st["loss"] += loss.detach().double() * idx.shape[1]
-            st["score"] += sc
-            st["n"] += idx.shape[1]
+            losses.append(loss.detach())
+            records.append(record)
             last = b == len(spans) - 1
             if (b + 1) % self.accum == 0 or last:
                 probe = self.optimizer_step(probe=last)
                 if self.stop_requested and not last:
+                    self._fold(st, losses, records, spans[first:b + 1])
                     st.update(batch=b + 1, elapsed=time.perf_counter() - t0)
                     raise Preempted(st)
+        self._fold(st, losses, records, spans[first:])
         return st, probe, time.perf_counter() - t0
+
+    def _fold(self, st, losses, records, spans) -> None:
+        """Add the steps' losses (weighted by their rows) and train-metric records to the
+        epoch's accumulators, once per epoch rather than once per step."""
+        if not spans:
+            return
+        rows = torch.tensor([e - s for s, e in spans], dtype=torch.float64, device=self.device)
+        st["loss"] += (torch.stack(losses).double() * rows[:, None]).sum(0)
+        y = self.train.y.index_select(0, st["order"][:, spans[0][0]:spans[-1][1]].reshape(-1))
+        st["score"] += self.scoring.fold(records, y.view(self.K, -1))
+        st["n"] += int(rows.sum())
 
     @torch.no_grad()
     def evaluate(self, split: Split):

@@ -75,24 +75,31 @@ def from_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def roc_auc(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(K,) ROC-AUC from (K, N, S) ranking scores and (N,) labels: binary for S = 1, else the
-    one-vs-rest mean over the classes with both positives and negatives. Per class, each
-    positive counts the negatives scored below it (sorted negatives, searchsorted), ties half."""
+    one-vs-rest mean over the classes with both positives and negatives. Every class at once as
+    the Mann-Whitney U of its positives' mid-ranks (one sort; tied scores share the mean of
+    their ranks, so a tie counts half)."""
     y = y.to(scores.device)
-    aucs = []
-    for c in range(scores.shape[-1]):
-        positive = y == (1 if scores.shape[-1] == 1 else c)
-        n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-        if not n_pos or not n_neg:
-            continue
-        s = scores[..., c]
-        negatives = s[:, ~positive].sort(dim=1).values.contiguous()
-        positives = s[:, positive].contiguous()
-        below = torch.searchsorted(negatives, positives, side="left")
-        ties = torch.searchsorted(negatives, positives, side="right") - below
-        aucs.append((below.double().sum(1) + 0.5 * ties.double().sum(1)) / (n_pos * n_neg))
-    if not aucs:
-        return torch.full((scores.shape[0],), float("nan"), dtype=torch.float64)
-    return torch.stack(aucs).mean(0)
+    K, N, S = scores.shape
+    classes = torch.arange(S, device=y.device) if S > 1 else torch.ones(1, dtype=y.dtype, device=y.device)
+    positive = (y.unsqueeze(0) == classes.unsqueeze(1)).double()            # (S, N)
+    n_pos = positive.sum(1)
+    n_neg = N - n_pos
+    both = (n_pos > 0) & (n_neg > 0)
+    if not bool(both.any()):
+        return torch.full((K,), float("nan"), dtype=torch.float64)
+    ordered, order = scores.transpose(1, 2).sort(dim=-1)                      # (K, S, N)
+    pos = torch.arange(N, device=scores.device).expand_as(order)
+    new = torch.ones_like(order, dtype=torch.bool)
+    new[..., 1:] = ordered[..., 1:] != ordered[..., :-1]                      # a tie group starts
+    first = torch.where(new, pos, 0).cummax(-1).values                       # its first position
+    ends = torch.ones_like(new)
+    ends[..., :-1] = new[..., 1:]
+    last = torch.where(ends, pos, N).flip(-1).cummin(-1).values.flip(-1)     # and its last
+    mid_rank = (first + last + 2).double() / 2                                # 1-based, ties averaged
+    hit = positive.expand(K, S, N).gather(-1, order)
+    u = (mid_rank * hit).sum(-1) - n_pos * (n_pos + 1) / 2                    # (K, S)
+    auc = u / (n_pos * n_neg).clamp_min(1)
+    return auc[:, both].mean(1)
 
 
 def recall_column(label: str) -> str:
@@ -124,6 +131,20 @@ class PackMetrics:
         if self.regression:
             return (out.squeeze(-1).float() - y).pow(2).sum(1, dtype=torch.float64)
         return class_counts(predictions(out, self.loss), y, self.n_labels)
+
+    def record(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What a training step keeps for the epoch's train metric, cheaper than `score`: the
+        squared errors' sum (K,), or the predicted classes (K, B); `fold` turns an epoch's
+        records into the accumulator."""
+        if self.regression:
+            return self.score(out, y)
+        return predictions(out, self.loss)
+
+    def fold(self, records: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """The accumulator of several steps' `record`s; y (K, rows): their labels in order."""
+        if self.regression:
+            return torch.stack(records).sum(0)
+        return class_counts(torch.cat(records, 1), y, self.n_labels)
 
     def keeps_scores(self, K: int, rows: int) -> bool:
         """Whether an evaluation of `rows` rows keeps the ranking scores ROC-AUC needs."""
