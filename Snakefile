@@ -33,15 +33,17 @@ STAGES = dag.stages(config)  # search.stages, parsed (name → Stage)
 TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
 TRACKING = bool(config["mlflow"]["enabled"])
+MEASURED = dag.measured_packs(config)  # search.pack_size: auto — plans probe the training device
+dag.export_slots(workflow, config)  # $ALCHEMIST_SLOTS: training jobs at once (packs are sized for it)
 # The search's chain (prep → plan → train → aggregate → plan … → select) goes first whenever a
 # core frees up; bookkeeping (diagnostics, figures, MLflow) fills the cores it leaves idle.
 CRITICAL = 10
 
 
 # Cheap bookkeeping runs on the submitting host, not as cluster jobs (each SLURM job costs
-# ~6-20 s of overhead); training, prep and diagnostics go to the cluster.
+# ~6-20 s of overhead); training, prep and diagnostics go to the cluster, and so do the plans when
+# they measure the pack size on the training device (plan_round: `localrule: not MEASURED`).
 localrules:
-    plan_round,
     aggregate_round,
     aggregate_stage,
     select_winner,

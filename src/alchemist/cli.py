@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from alchemist.errors import UserError
@@ -16,6 +17,7 @@ from alchemist.errors import UserError
 COMMANDS = {
     "prep": "prep",
     "plan": "plan",
+    "probe": "probe",
     "train": "train",
     "aggregate": "aggregate",
     "select": "select",
@@ -46,6 +48,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # pyarrow's default allocator (mimalloc) reserves GBs of address space it never touches; a
+    # training job's memory cap (RLIMIT_DATA, alchemist.train.memory) would count it. Set before
+    # any command imports pyarrow; the system allocator uses as much resident memory.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     argv = sys.argv[1:] if argv is None else list(argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(only).parse_args(argv)

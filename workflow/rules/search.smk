@@ -1,7 +1,10 @@
 # Search stages (PB-26..PB-31): each round of each stage is a checkpoint that writes plan.json
 # (trials + packs); the job graph below it is read from that file, so trial ids exist before
 # any training starts. A plan depends on its stage's settings (params), the previous stage's
-# table (`from:`) and, for Optuna/halving rounds, the earlier rounds' tables.
+# table (`from:`) and, for Optuna/halving rounds, the earlier rounds' tables. With
+# `search.pack_size: auto` it also reads the prepared data and runs with a training job's
+# resources: a short probe there measures how many trials a pack should hold (alchemist.packing);
+# figures are cached in results/probe/ for later stages and rounds.
 
 
 def _previous_table(wildcards):
@@ -15,10 +18,17 @@ def _history_tables(wildcards):
     return [f"{RESULTS}/{wildcards.stage}/round{k}/trials.parquet" for k in range(max(first, 1), r)]
 
 
+def _probe_data(wildcards):
+    if not MEASURED:
+        return []
+    return [f"{DATA}/prep.json", f"{DATA}/{STAGES[wildcards.stage].data}{SPLIT}", f"{DATA}/val{SPLIT}"]
+
+
 checkpoint plan_round:
     input:
         previous=_previous_table,
         history=_history_tables,
+        data=_probe_data,
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/plan.json",
     params:
@@ -27,13 +37,19 @@ checkpoint plan_round:
         previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         history=lambda wc, input: f"--history {input.history}" if input.history else "",
     priority: CRITICAL
+    localrule: not MEASURED
     log:
         f"{RESULTS}/logs/plan/{{stage}}_round{{round}}.log",
     conda:
         ENV
+    threads: dag.threads(config, "train")
+    resources:
+        **dag.resources(config, "train" if MEASURED else "default"),
     shell:
         "{ALCHEMIST} plan --config {params.config} --stage {wildcards.stage} "
-        "--round {wildcards.round} {params.previous} {params.history} --out {output} > {log} 2>&1"
+        "--round {wildcards.round} {params.previous} {params.history} --out {output} "
+        "--data-dir {DATA} --probe-dir {RESULTS}/probe --mem-mb {resources.mem_mb} "
+        "--threads {threads} > {log} 2>&1"
 
 
 def round_packs(stage, round_):

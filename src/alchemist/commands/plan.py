@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Plan a search stage: sample its trials and group them into packs (plan.json)."
+HELP = ("Plan a search stage: sample its trials and group them into packs (plan.json); with "
+        "search.pack_size: auto, a short probe on this machine's training device picks the pack size.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="results tables of the earlier rounds of this stage (tpe/gp: all of them; "
                         "halving: round R-1); required when --round > 1")
     p.add_argument("--out", required=True, help="where to write plan.json (written atomically)")
+    probe = p.add_argument_group("pack_size: auto (the probe; alchemist.train.probe)")
+    probe.add_argument("--data-dir", default="results/data", help="prepared data the probe trains on")
+    probe.add_argument("--probe-dir", help="cache of probe figures (default: <data-dir>/../probe)")
+    probe.add_argument("--slots", type=int, help="training jobs that run at once (default: "
+                                                 "$ALCHEMIST_SLOTS, set by the Snakefile, else 1)")
+    probe.add_argument("--mem-mb", type=float, help="a training job's memory (resources.train.mem_mb)")
+    probe.add_argument("--threads", type=int, help="torch CPU threads of a training job")
+    probe.add_argument("--device", default="auto", help="auto (the trials' setting) | cpu | cuda[:N]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,8 +58,20 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"plan {args.stage}: {message}", flush=True)
 
+    sizer = None
+    if (config.get("search") or {}).get("pack_size", "auto") == "auto":
+        import os
+
+        from alchemist.search.pack_size import PackSizer
+
+        data = Path(args.data_dir)
+        sizer = PackSizer(data, args.probe_dir or data.parent / "probe", log=log,
+                          slots=args.slots or int(os.environ.get("ALCHEMIST_SLOTS") or 1),
+                          limit_mb=args.mem_mb, threads=args.threads, device=args.device)
     plan = build_plan(config, args.stage, previous=previous, round_=args.round_,
-                      history=history, log=log)
+                      history=history, log=log, pack_size=sizer)
+    if sizer is not None:
+        plan["packing"] = sizer.records
     write_json(args.out, plan, allow_nan=False)
     log(f"round {args.round_}: {len(plan['trials'])} trials in {len(plan['packs'])} packs -> {args.out}")
     return 0

@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
     p.add_argument("--gpu-share", type=int, metavar="N",
                    help="on one machine without SLURM: packs per GPU (default: $ALCHEMIST_GPU_SHARE or 1); "
                         "each pack takes a GPU slot, see alchemist.train.gpu_slots")
+    p.add_argument("--mem-mb", type=float, help="the job's memory in MiB (resources.train.mem_mb): allocations "
+                                                "past it fail here, and the pack is retried as smaller packs")
     p.add_argument("--keep-checkpoint", action="store_true",
                    help="keep <out-dir>/_checkpoints/<pack>.pt after the pack finishes")
 
@@ -44,7 +46,10 @@ def load_pack(plan: str | None, pack: str | None, trials_file: str | None):
 
 
 def run(args) -> int:
-    from alchemist.train.pack import run_pack
+    from alchemist.train.memory import apply_limit
+    from alchemist.train.pack import run_pack     # (imports torch)
+
+    apply_limit(args.mem_mb)                 # before anything large is allocated
 
     pack_id, stage, trials = load_pack(args.plan, args.pack, args.trials)
     device = args.device if args.device != "auto" else trials[0]["device"]

@@ -33,15 +33,21 @@ from alchemist.trial import TRIAL_DEFAULTS, make_trial, pack_key, short_hash, tr
 Log = Callable[[str], None]
 
 
-def pack_trials(trials: list[Mapping[str, Any]], pack_size: int) -> dict[str, list[str]]:
-    """{pack_id: [trial ids]}: stable packs of <= pack_size trials sharing a pack key."""
-    groups: dict[str, list[str]] = {}
+PackSize = "int | Callable[[list[dict]], int]"
+
+
+def pack_trials(trials: list[Mapping[str, Any]], pack_size) -> dict[str, list[str]]:
+    """{pack_id: [trial ids]}: stable packs of <= K trials sharing a pack key, K = pack_size or,
+    when it is a function, pack_size(the group's trials) (`pack_size: auto`, alchemist.packing)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for t in trials:
-        groups.setdefault(pack_key(t), []).append(t["trial_id"])
+        groups.setdefault(pack_key(t), []).append(t)
     packs = {}
-    for key, ids in groups.items():
-        for i in range(0, len(ids), pack_size):
-            chunk = ids[i:i + pack_size]
+    for key, group in groups.items():
+        size = max(1, int(pack_size(group) if callable(pack_size) else pack_size))
+        ids = [t["trial_id"] for t in group]
+        for i in range(0, len(ids), size):
+            chunk = ids[i:i + size]
             packs[short_hash({"pack_key": key, "trials": sorted(chunk)})] = chunk
     return packs
 
@@ -143,8 +149,10 @@ def stage_settings(stage: Stage) -> dict:
 
 def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFrame | None = None,
                round_: int = 1, history: pd.DataFrame | None = None,
-               log: Log = lambda message: None) -> dict:
-    """The plan.json dict of one round of one stage (round 1 unless tpe/gp/halving)."""
+               log: Log = lambda message: None, pack_size=None) -> dict:
+    """The plan.json dict of one round of one stage (round 1 unless tpe/gp/halving). Packs hold
+    `pack_size` trials (a number, or a function of a group's trials); default search.pack_size,
+    16 where that is `auto` (the `plan` command measures instead: alchemist.packing)."""
     search = parse_search(config)
     stage = search.stage(stage_name)
     where = f"search.stages.{stage.name}"
@@ -171,4 +179,4 @@ def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFram
         log(f"{len(trials) - len(unique)} duplicate trial(s) dropped (a small discrete space?)")
     return {"stage": stage.name, "source": stage.source, "settings": stage_settings(stage),
             "trials": {t["trial_id"]: t for t in unique},
-            "packs": pack_trials(unique, search.pack_size)}
+            "packs": pack_trials(unique, pack_size or search.fixed_pack_size or 16)}

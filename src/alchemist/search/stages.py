@@ -74,10 +74,14 @@ class Stage:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    pack_size: int
+    pack_size: int | str          # a number, or "auto" (measured: alchemist.packing)
     seed: int
     space_raw: dict
     stages: dict[str, Stage]
+
+    @property
+    def fixed_pack_size(self) -> int | None:
+        return self.pack_size if isinstance(self.pack_size, int) else None
 
     def stage(self, name: str) -> Stage:
         if name not in self.stages:
@@ -199,7 +203,9 @@ def parse_search(config: Mapping[str, Any]) -> SearchConfig:
                           and not search.get("stages")):   # no search: the pipeline only preps
         return SearchConfig(16, 0, {}, {})
     _require(isinstance(search, Mapping), "search", "not a mapping")
-    pack_size = _int(search, "pack_size", "search", 16)
+    pack_size = search.get("pack_size", "auto")
+    if pack_size != "auto":
+        pack_size = _int(search, "pack_size", "search", 16)
     train = config.get("train") or {}
     seed = _int(search, "seed", "search", train.get("seed", 0) if isinstance(train, Mapping) else 0, 0)
     space_raw = search.get("space")
@@ -211,7 +217,7 @@ def parse_search(config: Mapping[str, Any]) -> SearchConfig:
              "expected a non-empty list of stages")
     stages: dict[str, Stage] = {}
     for i, spec in enumerate(stages_raw):
-        stage = parse_stage(spec, i, stages, pack_size, seed)
+        stage = parse_stage(spec, i, stages, pack_size if pack_size != "auto" else 16, seed)
         stages[stage.name] = stage
     config_out = SearchConfig(pack_size, seed, dict(space_raw), stages)
     for stage in stages.values():

@@ -143,3 +143,18 @@ def augment(x: torch.Tensor, trials: list[dict], gens, image_shape) -> torch.Ten
             xi = xi + cfg["aug_noise"] * torch.randn(xi.shape, generator=gen, device=dev)
         out.append(xi.reshape(B, -1))
     return torch.stack(out)
+
+
+ALIGN = 4                  # rows per batch block are kept a multiple of this (see batch_spans)
+
+
+def batch_spans(n: int, batch: int) -> list[tuple[int, int]]:
+    """Row ranges of an epoch's mini-batches. The last one is cut to a multiple of ALIGN rows
+    (its up to 3 rows left out differ every epoch): CPU BLAS picks its kernel by the 16-byte
+    alignment of each trial's block in a batched matmul, and a trial's sums must not depend on
+    where it sits in the pack. (Batch sizes that are multiples of 4 keep every batch aligned.)"""
+    spans = [(s, min(s + batch, n)) for s in range(0, n, batch)]
+    s, e = spans[-1]
+    if e - s < batch:
+        spans[-1] = (s, s + (e - s) // ALIGN * ALIGN)
+    return [(s, e) for s, e in spans if e - s >= 2]      # batch norm needs 2 rows

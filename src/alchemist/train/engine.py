@@ -23,7 +23,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from alchemist.train.data import Manifest, Split, augment, eval_rows, to_device
+from alchemist.train.data import ALIGN, Manifest, Split, augment, batch_spans, eval_rows, to_device
 from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss
 from alchemist.train.metrics import PackMetrics, ranking_scores
 from alchemist.train.models import build_model
@@ -34,21 +34,6 @@ from alchemist.train.transfer import ParameterGroups, load_weights
 # PackNet's parameters and their grads are views of one buffer each; grads accumulate in place.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 DIVERGE_FACTOR = 100.0     # a train loss above 100x the initial loss counts as diverged (PB-16)
-ALIGN = 4                  # rows per batch block are kept a multiple of this (see batch_spans)
-
-
-def batch_spans(n: int, batch: int) -> list[tuple[int, int]]:
-    """Row ranges of an epoch's mini-batches. The last one is cut to a multiple of ALIGN rows
-    (its up to 3 rows left out differ every epoch): CPU BLAS picks its kernel by the 16-byte
-    alignment of each trial's block in a batched matmul, and a trial's sums must not depend on
-    where it sits in the pack. (Batch sizes that are multiples of 4 keep every batch aligned.)"""
-    spans = [(s, min(s + batch, n)) for s in range(0, n, batch)]
-    s, e = spans[-1]
-    if e - s < batch:
-        spans[-1] = (s, s + (e - s) // ALIGN * ALIGN)
-    return [(s, e) for s, e in spans if e - s >= 2]      # batch norm needs 2 rows
-
-
 class Preempted(Exception):
     """SIGTERM arrived: the state was checkpointed and the process should exit (143)."""
 

@@ -2,10 +2,13 @@
 one matches), write each trial's outputs and the `--done` file (docs/architecture.md).
 
 Exit status: 0 when the pack ran (diverged or failed trials are statuses, not errors, so the sweep
-goes on), 143 after SIGTERM (checkpoint written; rerun the same command to resume).
+goes on), 143 after SIGTERM (checkpoint written; rerun the same command to resume), 2 when even
+one trial does not fit in memory (a UserError). A pack that runs out of memory is retried as
+smaller packs (alchemist.train.memory; run_pack).
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -21,6 +24,7 @@ from alchemist.errors import UserError
 from alchemist.train import checkpoint as ckpt
 from alchemist.train.diagnose import diagnose
 from alchemist.train.engine import PackTrainer, Preempted
+from alchemist.train.memory import current_limit_mb, is_out_of_memory, resident_mb
 from alchemist.train.runtime import load_trial_data
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
@@ -30,15 +34,76 @@ METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric
 def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None, done=None,
              device: str = "auto", threads: int | None = None, keep_checkpoint: bool = False,
              gpu: str | None = None) -> int:
-    """Train the pack; `gpu` is the GPU slot's device id (alchemist.train.gpu_slots), for the done-file."""
-    dev, prep, train, val = load_trial_data(trials[0], data_dir, device, threads)
+    """Train the pack; `gpu` is the GPU slot's device id (alchemist.train.gpu_slots), for the
+    done-file. A pack that runs out of memory (the job's limit, alchemist.train.memory, or the
+    GPU's) is retried as two halves, down to one trial; one trial that does not fit is a
+    UserError naming the limit and the setting to change."""
+    try:
+        dev, prep, train, val = load_trial_data(trials[0], data_dir, device, threads)
+    except Exception as err:                # noqa: BLE001 - only running out of memory is ours to say
+        if is_out_of_memory(err):
+            raise UserError(f"loading the data needs more memory than {_limit_text()}: raise "
+                            "resources.train.mem_mb") from None
+        raise
+    base_mb = resident_mb()
     out_dir = Path(out_dir)
+    statuses = _train_fitting(trials, (dev, prep, train, val), out_dir, pack_id, base_mb, keep_checkpoint)
+    if statuses is None:
+        return 143
+    if done:
+        Path(done).parent.mkdir(parents=True, exist_ok=True)
+        if gpu is None and dev.type == "cuda":
+            gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+        write_json(Path(done), {"pack_id": pack_id, "stage": stage, "device": str(dev), "gpu": gpu,
+                                "trials": statuses})
+    return 0
+
+
+def _train_fitting(trials, data, out_dir: Path, pack_id: str, base_mb: float, keep_checkpoint: bool):
+    """{trial_id: status} of the pack, split in halves while it runs out of memory (None: SIGTERM)."""
+    try:
+        return _train(trials, data, out_dir, pack_id, keep_checkpoint)
+    except OutOfMemory:
+        gc.collect()
+        dev = data[0]
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        K = len(trials)
+        over = f"over {(_limit_mb(dev) - base_mb) / K:.0f} MB a trial" if _limit_mb(dev) else "too much"
+        if K == 1:
+            raise UserError(f"trial {trials[0]['trial_id']} alone needs more memory than {_limit_text(dev)} "
+                            f"(data and set-up take {base_mb:.0f} MB): raise resources.train.mem_mb, or "
+                            "lower batch_size or the model's width") from None
+        half = (K + 1) // 2
+        print(f"alchemist: pack {pack_id}: {K} trials ran out of memory within {_limit_text(dev)} (data and "
+              f"set-up {base_mb:.0f} MB, {over}); retrying as packs of {half} and {K - half} — set "
+              "resources.train.mem_mb or search.pack_size to avoid the retry", file=sys.stderr, flush=True)
+    statuses = {}
+    for i, part in enumerate((trials[:half], trials[half:])):
+        got = _train_fitting(part, data, out_dir, f"{pack_id}.{i}", base_mb, keep_checkpoint)
+        if got is None:
+            return None
+        statuses.update(got)
+    return statuses
+
+
+class OutOfMemory(Exception):
+    """The pack did not fit (raised out of _train, where everything it allocated is dropped)."""
+
+
+def _train(trials, data, out_dir: Path, pack_id: str, keep_checkpoint: bool):
+    dev, prep, train, val = data
     dirs = [out_dir / t["trial_id"] for t in trials]
     for d, t in zip(dirs, trials):
         d.mkdir(parents=True, exist_ok=True)
         write_json(d / "config.json", t)
-    trainer = PackTrainer(trials, prep, train, val, dev)
     path, fingerprint = out_dir / "_checkpoints" / f"{pack_id}.pt", ckpt.pack_fingerprint(trials)
+    try:
+        trainer = PackTrainer(trials, prep, train, val, dev)
+    except Exception as err:                # noqa: BLE001 - out of memory: retried smaller
+        if is_out_of_memory(err):
+            raise OutOfMemory() from None
+        raise
     state = ckpt.load(path, fingerprint)
     if state is not None:
         ckpt.restore(trainer, state)
@@ -65,25 +130,35 @@ def run_pack(trials: list[dict], data_dir, out_dir, *, pack_id: str, stage=None,
                         progress=Progress(trainer, pack_id))
     except Preempted:
         print(f"pack {pack_id}: SIGTERM, checkpoint written to {path}; rerun to resume", file=sys.stderr)
-        return 143
+        return None
     except (UserError, KeyboardInterrupt):
         raise
-    except Exception:                       # noqa: BLE001 - recorded per trial, the sweep goes on
+    except Exception as err:                # noqa: BLE001 - recorded per trial, the sweep goes on
+        if is_out_of_memory(err):
+            del trainer, save
+            raise OutOfMemory() from None
         error = traceback.format_exc()
         print(error, file=sys.stderr)
         trainer.status = ["failed" if s == "running" else s for s in trainer.status]
     write_outputs(trainer, dirs, prep, error)
     for k, (t, d) in enumerate(zip(trials, dirs)):
         ckpt.save_continuation(d, t, trainer.start[k], trainer.cont[k])
-    if done:
-        Path(done).parent.mkdir(parents=True, exist_ok=True)
-        if gpu is None and dev.type == "cuda":
-            gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
-        write_json(Path(done), {"pack_id": pack_id, "stage": stage, "device": str(dev), "gpu": gpu,
-                                "trials": {t["trial_id"]: s for t, s in zip(trials, trainer.status)}})
     if not keep_checkpoint:
         ckpt.discard(path)
-    return 0
+    return {t["trial_id"]: s for t, s in zip(trials, trainer.status)}
+
+
+def _limit_mb(device) -> float | None:
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / 2 ** 20
+    return current_limit_mb()
+
+
+def _limit_text(device=None) -> str:
+    mb = _limit_mb(device)
+    if device is not None and device.type == "cuda":
+        return f"the GPU's {mb:.0f} MB"
+    return f"resources.train.mem_mb = {mb:.0f} MB" if mb else "this machine's memory"
 
 
 class Progress:
