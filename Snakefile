@@ -34,6 +34,7 @@ TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
 TRACKING = bool(config["mlflow"]["enabled"])
 MEASURED = dag.measured_packs(config)  # search.pack_size: auto — plans probe the training device
+BUDGET = (config.get("search") or {}).get("budget") is not None  # search.budget: stages sized by `alchemist budget`
 dag.export_slots(workflow, config)  # $ALCHEMIST_SLOTS: training jobs at once (packs are sized for it)
 # The search's chain (prep → plan → train → aggregate → plan … → select) goes first whenever a
 # core frees up; bookkeeping (diagnostics, figures, MLflow) fills the cores it leaves idle.

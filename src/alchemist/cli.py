@@ -18,6 +18,7 @@ COMMANDS = {
     "prep": "prep",
     "plan": "plan",
     "probe": "probe",
+    "budget": "budget",
     "train": "train",
     "aggregate": "aggregate",
     "select": "select",

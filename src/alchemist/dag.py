@@ -188,6 +188,13 @@ def export_slots(workflow, config: dict) -> None:
         os.environ["ALCHEMIST_SLOTS"] = str(parallel_slots(workflow, config))
 
 
+def budget_config(config: dict) -> str:
+    """What the budget plan depends on (train + search settings), as a params_file."""
+    search = config.get("search", {})
+    return params_file({"train": config.get("train", {}),
+                        "search": {**search, "space": _canonical_space(search.get("space"))}})
+
+
 def measured_packs(config: dict) -> bool:
     """`search.pack_size: auto`: plans probe the training device, so they run where training
     runs (not as local rules) and wait for the prepared data."""
@@ -243,15 +250,19 @@ def plan_config(config: dict, stage: str) -> str:
     """Everything a stage's plan depends on besides its input tables, as a params_file: it is
     both the plan job's rerun trigger (params) and the config the job reads. Later stages'
     settings are left out, so changing them never reruns this stage."""
+    from alchemist.search.stages import stage_specs
+
     search = config.get("search", {})
-    specs = search.get("stages", [])
+    specs = stage_specs(search) or []
     upto = next(i for i, s in enumerate(specs) if s.get("name") == stage)
     stages = [{k: (_canonical_space(v) if k == "space" else v) for k, v in s.items()}
               for s in specs[: upto + 1]]
     return params_file({"train": config.get("train", {}),
                         "search": {"space": _canonical_space(search.get("space")),
                                    "pack_size": search.get("pack_size"),
-                                   "seed": search.get("seed"), "stages": stages}})
+                                   "seed": search.get("seed"), "stages": stages,
+                                   **({"budget": search["budget"]} if search.get("budget") is not None
+                                      else {})}})
 
 
 def plan_packs(plan_file: str) -> dict[str, list[str]]:

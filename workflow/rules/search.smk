@@ -18,6 +18,10 @@ def _history_tables(wildcards):
     return [f"{RESULTS}/{wildcards.stage}/round{k}/trials.parquet" for k in range(max(first, 1), r)]
 
 
+def _budget(wildcards):
+    return [f"{RESULTS}/budget.json"] if BUDGET else []
+
+
 def _probe_data(wildcards):
     if not MEASURED:
         return []
@@ -29,6 +33,7 @@ checkpoint plan_round:
         previous=_previous_table,
         history=_history_tables,
         data=_probe_data,
+        budget=_budget,
     output:
         f"{RESULTS}/{{stage}}/round{{round}}/plan.json",
     params:
@@ -36,6 +41,7 @@ checkpoint plan_round:
         config=lambda wc: dag.plan_config(config, wc.stage),
         previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         history=lambda wc, input: f"--history {input.history}" if input.history else "",
+        budget=lambda wc, input: f"--budget {input.budget}" if input.budget else "",
     priority: CRITICAL
     localrule: not MEASURED
     log:
@@ -47,9 +53,34 @@ checkpoint plan_round:
         **dag.resources(config, "train" if MEASURED else "default"),
     shell:
         "{ALCHEMIST} plan --config {params.config} --stage {wildcards.stage} "
-        "--round {wildcards.round} {params.previous} {params.history} --out {output} "
+        "--round {wildcards.round} {params.previous} {params.history} {params.budget} --out {output} "
         "--data-dir {DATA} --probe-dir {RESULTS}/probe --mem-mb {resources.mem_mb} "
         "--threads {threads} > {log} 2>&1"
+
+
+# search.budget: one job sizes every stage to the budget from the probe's figures (printed before
+# training, and in the log); the plans take their sizes from budget.json.
+rule plan_budget:
+    input:
+        f"{DATA}/prep.json",
+        lambda wc: [f"{DATA}/{STAGES[TRAINING[0]].data}{SPLIT}", f"{DATA}/val{SPLIT}"] if TRAINING else [],
+    output:
+        f"{RESULTS}/budget.json",
+    params:
+        code=dag.command_digest("budget"),
+        config=lambda wc: dag.budget_config(config),
+    priority: CRITICAL
+    log:
+        f"{RESULTS}/logs/budget.log",
+    conda:
+        ENV
+    threads: dag.threads(config, "train")
+    resources:
+        **dag.resources(config, "train"),
+    shell:
+        "rc=0; {ALCHEMIST} budget --config {params.config} --data-dir {DATA} --probe-dir {RESULTS}/probe "
+        "--mem-mb {resources.mem_mb} --threads {threads} --out {output} > {log} 2>&1 || rc=$?; "
+        "cat {log} >&2; exit $rc"
 
 
 def round_packs(stage, round_):

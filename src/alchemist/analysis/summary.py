@@ -81,8 +81,24 @@ def build(results: Path, config: dict) -> dict | None:
         "within_noise": selection.get("within_noise"), "differs": differs,
         "winner_file": str(winners[-1]), "leaderboard": str(results / source / "leaderboard.csv"),
         "figures": str(results / "plots"), "mlflow": mlflow_link(results, config.get("mlflow", {})),
-        "lockbox": _lockbox(status),
+        "lockbox": _lockbox(status), "budget": budget_used(results, winners[-1]),
     }
+
+
+def budget_used(results: Path, winner: Path) -> str | None:
+    """search.budget: what the search used (from the budget plan to the selection) against the
+    budget and the estimate, or None without a budget."""
+    plan = results / "budget.json"
+    if not plan.exists() or not winner.exists():
+        return None
+    b = _json(plan)
+    used = max(winner.stat().st_mtime - plan.stat().st_mtime, 0.0)
+
+    def minutes(seconds: float) -> str:
+        return f"{seconds / 60:.1f} min"
+    return (f"search budget {minutes(b['budget_s'])}: used {minutes(used)} ({used / b['budget_s']:.0%}; "
+            f"estimated {minutes(b['estimate_s'])}) from the budget plan to the selection, "
+            "prep and bookkeeping aside")
 
 
 def lines(s: dict) -> list[str]:
@@ -104,6 +120,8 @@ def lines(s: dict) -> list[str]:
                    "them apart" if s["within_noise"] else "clearly behind the winner")
         out.append(f"runner-up {r['config_id']}: {_interval(r, conf)} — {verdict}")
     out.append(f"leaderboard: {s['leaderboard']} · figures: {s['figures']}/ · winner: {s['winner_file']}")
+    if s.get("budget"):
+        out.append(s["budget"])
     if s["mlflow"]:
         out.append(f"MLflow runs: {s['mlflow']}")
     out.append(s["lockbox"])

@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="results tables of the earlier rounds of this stage (tpe/gp: all of them; "
                         "halving: round R-1); required when --round > 1")
     p.add_argument("--out", required=True, help="where to write plan.json (written atomically)")
+    p.add_argument("--budget", type=Path, help="budget.json (`alchemist budget`): the stage's sizes under "
+                                               "search.budget")
     probe = p.add_argument_group("pack_size: auto (the probe; alchemist.train.probe)")
     probe.add_argument("--data-dir", default="results/data", help="prepared data the probe trains on")
     probe.add_argument("--probe-dir", help="cache of probe figures (default: <data-dir>/../probe)")
@@ -68,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
         sizer = PackSizer(data, args.probe_dir or data.parent / "probe", log=log,
                           slots=args.slots or int(os.environ.get("ALCHEMIST_SLOTS") or 1),
                           limit_mb=args.mem_mb, threads=args.threads, device=args.device)
+    allocation = None
+    if args.budget:
+        import json
+
+        allocation = json.loads(args.budget.read_text())
     plan = build_plan(config, args.stage, previous=previous, round_=args.round_,
-                      history=history, log=log, pack_size=sizer)
+                      history=history, log=log, pack_size=sizer, allocation=allocation)
     if sizer is not None:
         plan["packing"] = sizer.records
     write_json(args.out, plan, allow_nan=False)

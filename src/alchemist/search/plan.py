@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from alchemist.errors import UserError
-from alchemist.search import samplers
+from alchemist.search import budget, samplers
 from alchemist.search.narrow import narrow_space, narrowing_report
 from alchemist.analysis.tables import table_mode
 from alchemist.search.history import ranked, told_history, top
@@ -149,12 +149,13 @@ def stage_settings(stage: Stage) -> dict:
 
 def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFrame | None = None,
                round_: int = 1, history: pd.DataFrame | None = None,
-               log: Log = lambda message: None, pack_size=None) -> dict:
+               log: Log = lambda message: None, pack_size=None, allocation: dict | None = None) -> dict:
     """The plan.json dict of one round of one stage (round 1 unless tpe/gp/halving). Packs hold
     `pack_size` trials (a number, or a function of a group's trials); default search.pack_size,
-    16 where that is `auto` (the `plan` command measures instead: alchemist.packing)."""
+    16 where that is `auto` (the `plan` command measures instead: alchemist.packing). With a
+    budget `allocation` (budget.json, alchemist.search.budget) the stage takes its sizes."""
     search = parse_search(config)
-    stage = search.stage(stage_name)
+    stage = budget.apply(search.stage(stage_name), allocation)
     where = f"search.stages.{stage.name}"
     base = config.get("train") or {}
     if stage.kind == "select":
@@ -171,6 +172,8 @@ def build_plan(config: Mapping[str, Any], stage_name: str, previous: pd.DataFram
         trials = _halving_trials(search, stage, base, previous, round_, history, log)
     else:
         trials = _sampled_trials(search, stage, base, previous, round_, history, log)
+    if allocation:
+        log(f"budget: {allocation['stages'][stage.name]['what']}")
     by_id: dict[str, dict] = {}
     for t in trials:
         by_id.setdefault(t["trial_id"], t)

@@ -29,6 +29,35 @@ from alchemist.errors import UserError
 from alchemist.search.space import Param, parse_space
 from alchemist.trial import TRIAL_DEFAULTS
 
+#: The stages config/config.yaml ships (tests/test_search_budget.py holds them equal).
+DEFAULT_STAGES = [
+    {"name": "coarse", "kind": "search", "sampler": "random", "trials": 32, "data": "train_coarse",
+     "set": {"epochs": 15}},
+    {"name": "fine", "kind": "search", "sampler": "random", "trials": 16, "data": "train", "from": "coarse",
+     "top_k": 5, "set": {"epochs": 30}},
+    {"name": "repeat", "kind": "repeat", "from": "fine", "top_n": 3, "seeds": 5, "data": "train",
+     "set": {"epochs": 40}},
+    {"name": "select", "kind": "select", "from": "repeat"},
+]
+#: What the default stages become under `search.budget` (sized to it: alchemist.search.budget):
+#: successive halving finds good settings for a fraction of the epochs (PB-22), then the best
+#: configurations are repeated over seeds for the CI (PB-31).
+BUDGET_STAGES = [
+    {"name": "coarse", "kind": "halving", "sampler": "random", "trials": 27, "eta": 3, "rungs": [3, 9, 27],
+     "data": "train_coarse"},
+    {"name": "repeat", "kind": "repeat", "from": "coarse", "top_n": 3, "seeds": 3, "data": "train",
+     "set": {"epochs": 27}},
+    {"name": "select", "kind": "select", "from": "repeat"},
+]
+
+
+def stage_specs(search: Mapping) -> list:
+    """The stage specs in effect: BUDGET_STAGES when a budget is set and the stages are the
+    shipped defaults, else the configured ones."""
+    specs = search.get("stages")
+    return BUDGET_STAGES if search.get("budget") is not None and specs == DEFAULT_STAGES else specs
+
+
 KINDS = ("search", "halving", "repeat", "select")
 SAMPLERS = ("random", "grid", "tpe", "gp")
 DATA_SPLITS = ("train", "train_coarse")
@@ -78,6 +107,7 @@ class SearchConfig:
     seed: int
     space_raw: dict
     stages: dict[str, Stage]
+    budget_s: float | None = None  # search.budget in seconds (alchemist.search.budget)
 
     @property
     def fixed_pack_size(self) -> int | None:
@@ -212,14 +242,19 @@ def parse_search(config: Mapping[str, Any]) -> SearchConfig:
     _require(isinstance(space_raw, Mapping) and bool(space_raw), "search.space",
              "expected a non-empty mapping of training setting: distribution")
     parse_space(space_raw)
-    stages_raw = search.get("stages")
+    budget_s = None
+    if search.get("budget") is not None:
+        from alchemist.search.budget import parse_duration
+
+        budget_s = parse_duration(search["budget"])
+    stages_raw = stage_specs(search)
     _require(isinstance(stages_raw, list) and bool(stages_raw), "search.stages",
              "expected a non-empty list of stages")
     stages: dict[str, Stage] = {}
     for i, spec in enumerate(stages_raw):
         stage = parse_stage(spec, i, stages, pack_size if pack_size != "auto" else 16, seed)
         stages[stage.name] = stage
-    config_out = SearchConfig(pack_size, seed, dict(space_raw), stages)
+    config_out = SearchConfig(pack_size, seed, dict(space_raw), stages, budget_s)
     for stage in stages.values():
         if stage.kind in ("search", "halving"):
             config_out.space(stage)          # validates the space, overlay and `tune` now
