@@ -14,7 +14,7 @@ if os.path.isdir(SRC):
     sys.path.insert(0, SRC)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
-from alchemist import dag
+from alchemist import dag, job_resources
 
 dag.check_config_file("config/config.yaml")  # a YAML mistake: one line naming file and line
 configfile: "config/config.yaml"
@@ -35,7 +35,7 @@ SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
 TRACKING = bool(config["mlflow"]["enabled"])
 MEASURED = dag.measured_packs(config)  # search.pack_size: auto — plans probe the training device
 BUDGET = (config.get("search") or {}).get("budget") is not None  # search.budget: stages sized by `alchemist budget`
-dag.export_slots(workflow, config)  # $ALCHEMIST_SLOTS: training jobs at once (packs are sized for it)
+job_resources.export_slots(workflow, config)  # $ALCHEMIST_SLOTS: training jobs at once (packs are sized for it)
 # The search's chain (prep → plan → train → aggregate → plan … → select) goes first whenever a
 # core frees up; bookkeeping (diagnostics, figures, MLflow) fills the cores it leaves idle.
 CRITICAL = 10

@@ -22,9 +22,9 @@ rule diagnostics:
         f"{RESULTS}/logs/diagnostics.log",
     conda:
         ENV
-    threads: dag.threads(config, "default")
+    threads: job_resources.threads(config, "default")
     resources:
-        **dag.resources(config, "default"),
+        **job_resources.resources(config, "default"),
     shell:
         "{ALCHEMIST} diagnostics --data-dir {DATA} --out-dir {RESULTS}/diagnostics "
         "--out {output.sanity} --trial {params.trial} --threads {threads} > {log} 2>&1"

@@ -35,9 +35,9 @@ rule final_test:
         config_hash=dag.config_hash(config),
     log:
         f"{RESULTS}/logs/final_test.log",
-    threads: dag.threads(config, "default")
+    threads: job_resources.threads(config, "default")
     resources:
-        **dag.resources(config, "default"),
+        **job_resources.resources(config, "default"),
     conda:
         ENV
     shell:

@@ -21,8 +21,8 @@ rule prepare_data:
         f"{RESULTS}/logs/prepare_data.log",
     conda:
         ENV
-    threads: dag.threads(config, "prep")
+    threads: job_resources.threads(config, "prep")
     resources:
-        **dag.resources(config, "prep"),
+        **job_resources.resources(config, "prep"),
     shell:
         "{ALCHEMIST} prep --config {params.data} --out {DATA} > {log} 2>&1"

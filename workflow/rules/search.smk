@@ -48,9 +48,9 @@ checkpoint plan_round:
         f"{RESULTS}/logs/plan/{{stage}}_round{{round}}.log",
     conda:
         ENV
-    threads: dag.threads(config, "train")
+    threads: job_resources.threads(config, "train")
     resources:
-        **dag.resources(config, "train" if MEASURED else "default"),
+        **job_resources.resources(config, "train" if MEASURED else "default"),
     shell:
         "{ALCHEMIST} plan --config {params.config} --stage {wildcards.stage} "
         "--round {wildcards.round} {params.previous} {params.history} {params.budget} --out {output} "
@@ -74,9 +74,9 @@ rule plan_budget:
         f"{RESULTS}/logs/budget.log",
     conda:
         ENV
-    threads: dag.threads(config, "train")
+    threads: job_resources.threads(config, "train")
     resources:
-        **dag.resources(config, "train"),
+        **job_resources.resources(config, "train"),
     shell:
         "rc=0; {ALCHEMIST} budget --config {params.config} --data-dir {DATA} --probe-dir {RESULTS}/probe "
         "--mem-mb {resources.mem_mb} --threads {threads} --out {output} > {log} 2>&1 || rc=$?; "

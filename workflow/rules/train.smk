@@ -29,9 +29,9 @@ rule train_pack:
         f"{RESULTS}/logs/train/{{stage}}/round{{round}}_{{pack}}.log",
     conda:
         ENV
-    threads: dag.threads(config, "train")
+    threads: job_resources.threads(config, "train")
     resources:
-        **dag.resources(config, "train"),
+        **job_resources.resources(config, "train"),
     shell:
         # --mem-mb caps the process (a pack that does not fit is retried smaller, or fails with one
         # line); exit 137 is a SIGKILL from outside (the kernel's out-of-memory killer): say so.
