@@ -1,6 +1,7 @@
 """How many trials share a pack: `search.pack_size: auto` decided from a probe's figures
-(alchemist.train.probe measures them on the device that trains), or an explicit number lowered
-to what fits in memory. Pure arithmetic on the figures, so it is tested with fixed ones.
+(alchemist.train.probe measures them on the device that trains). Pure arithmetic on the
+figures, so it is tested with fixed ones. (An explicit pack_size is used as given; a pack that
+does not fit in memory is split at train time: alchemist.train.pack.)
 
 Figures (a probe's JSON, also written into plan.json under `packing`):
   {"label": "rescnn 3×32×32 batch 64 on cpu (1 thread)", "startup_s": job start-up,
@@ -64,14 +65,6 @@ def fits(figures: dict, K: int, limit_mb: float | None) -> bool:
     return peak is None or K == 1 or peak <= FILL * limit_mb
 
 
-def largest_fitting(figures: dict, wanted: int, limit_mb: float | None) -> int:
-    """The largest K <= wanted that fits (1 at least)."""
-    K = wanted
-    while K > 1 and not fits(figures, K, limit_mb):
-        K -= 1
-    return K
-
-
 def job_seconds(size: dict, startup_s: float, epochs: int, batches: int) -> float:
     return startup_s + epochs * (batches * size["step_s"] + size.get("eval_s", 0.0))
 
@@ -111,19 +104,6 @@ def choose(figures: dict, n: int, epochs: int, batches: int, slots: int,
         reason = (f"as fast per trial as K=1, with {startups}" if ratio <= 1 + TIE else
                   f"{ratio:.2f}x slower steps, but {startups} finish first")
     return Choice(K, reason, scored[K][0], {k: round(m, 2) for k, (m, _) in sorted(scored.items())})
-
-
-def explicit(figures: dict | None, wanted: int, limit_mb: float | None) -> Choice:
-    """An explicit pack_size, lowered to what the figures say fits in memory (with a reason)."""
-    if not figures:
-        return Choice(wanted, "search.pack_size")
-    K = largest_fitting(figures, wanted, limit_mb if limit_mb is not None else figures.get("limit_mb"))
-    if K == wanted:
-        return Choice(wanted, "search.pack_size")
-    base, per_trial = memory_line(figures)
-    return Choice(K, f"search.pack_size {wanted} lowered to {K}: about {per_trial or 0:.0f} MB a trial "
-                     f"over {base or 0:.0f} MB, within {limit_mb or figures.get('limit_mb')} MB "
-                     "(resources.train.mem_mb)")
 
 
 def describe(figures: dict, choice: Choice) -> str:
