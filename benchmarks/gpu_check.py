@@ -1,10 +1,13 @@
-"""The GPU path in one call (issue 15): for the MLP, the CNN and a custom nn.Module (vectorised
-with torch.func), train packs of 16, 64 and 256 trials on the device against the same trials one
-at a time (a sample of them, scaled up), check each trial's losses against a CPU run of the
-same trial within a stated tolerance, and print speed-ups and peak device memory.
+"""The GPU path in one call (issues 15 and 21): for the MLP, the CNN and a custom nn.Module
+(vectorised with torch.func) on digits, and `rescnn` on 3×32×32 images (synthetic:shapes) and
+`lstm` on token sequences (synthetic:sequences), train packs of 16, 64 and 256 trials — and the
+pack size `pack_size: auto` picks there (the probe + alchemist.packing, one job per card) — on the
+device against the same trials one at a time (a sample of them, scaled up), check each trial's
+losses against a CPU run of the same trial within a stated tolerance, and print seconds per
+trial-epoch, speed-ups and peak device memory: whether packing wins on the card.
 
-Meant for a lent GPU machine (the `device` tool): `python benchmarks/gpu_check.py` (about 5
-minutes on one H200). `--device cpu --sizes 4 --epochs 1` is the smoke run the tests do.
+Meant for a lent GPU machine (the `device` tool): `python benchmarks/gpu_check.py` (about 8
+minutes on one H100). `--device cpu --sizes 4 --epochs 1 --models mlp` is the smoke run the tests do.
 
 Tolerance: CUDA kernels (TF32 off, deterministic algorithms on) differ from CPU in the last bits
 of each step; after a few epochs the losses agree to ~1e-4 relative. The check is on the first
@@ -40,7 +43,41 @@ def custom_mlp(n_in, n_out, cfg):
 
 MODELS = {"mlp": dict(model="mlp", hidden=[256, 256]),
           "cnn": dict(model="cnn", cnn_channels=[32, 64], hidden=[128]),
-          "custom": dict(model="gpu_check:custom_mlp")}
+          "custom": dict(model="gpu_check:custom_mlp"),
+          "rescnn": dict(model="rescnn"),
+          "lstm": dict(model="lstm", hidden=[64, 128], grad_clip=5)}
+DATA = {"rescnn": "synthetic:shapes:3000", "lstm": "synthetic:sequences:3000"}     # else digits
+
+
+def prepared(model: str, root: Path) -> Path:
+    """The model's data, prepared once per run (digits as the engine tests build it)."""
+    out = root / DATA.get(model, "digits").replace(":", "_")
+    if not (out / "prep.json").exists():
+        if model in DATA:
+            import json
+            import subprocess
+            subprocess.run([sys.executable, "-m", "alchemist", "prep", "--data-json",
+                            json.dumps({"source": DATA[model]}), "--out", str(out)], check=True,
+                           capture_output=True)
+        else:
+            train_fixtures.digits(out)
+    return out
+
+
+def auto_k(model: str, data: Path, device, k_max: int, epochs: int) -> int:
+    """What `pack_size: auto` picks for k_max trials of this model, one job on the device."""
+    import json
+    import math
+
+    from alchemist import packing
+    from alchemist.train.probe import cached_or_measure
+
+    trial = trials_for(model, 1, epochs)[0]
+    figures = cached_or_measure(trial, data, k_max, probe_dir=data / "probe", device=str(device), threads=1)
+    rows = json.loads((data / "prep.json").read_text())["splits"]["train"]["rows"]
+    choice = packing.choose(figures, k_max, epochs, math.ceil(rows / 128), 1)
+    print(f"  {packing.describe(figures, choice)}")
+    return choice.K
 
 
 def trials_for(model: str, k: int, epochs: int) -> list[dict]:
@@ -68,22 +105,28 @@ def run(trials, data, device) -> tuple[float, list, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--solo-sample", type=int, default=4, help="trials timed one at a time, scaled up")
     ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--auto", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the K that pack_size: auto picks (a probe on the device)")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    data = train_fixtures.digits(Path(tempfile.mkdtemp()) / "digits")
+    root = Path(tempfile.mkdtemp())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; epochs {args.epochs}; tolerance rel {TOLERANCE}")
-    print(f"{'model':7} {'K':>4} {'pack s':>8} {'solo s (est.)':>14} {'speed-up':>9} {'peak MiB':>9} "
-          f"{'max rel diff vs CPU':>20}")
+    print(f"{'model':7} {'K':>4} {'pack s':>8} {'s/trial-epoch':>14} {'solo s (est.)':>14} {'speed-up':>9} "
+          f"{'peak MiB':>9} {'max rel diff vs CPU':>20}")
     failures = 0
     for model in args.models:
-        for k in args.sizes:
+        data = prepared(model, root)
+        sizes = list(args.sizes)
+        if args.auto:
+            sizes = sorted({*sizes, auto_k(model, data, device, max(sizes), args.epochs)})
+        for k in sizes:
             trials = trials_for(model, k, args.epochs)
             run(trials[:2], data, device)                                   # warm-up
             pack_s, rows, peak = run(trials, data, device)
@@ -97,8 +140,8 @@ def main() -> None:
                     diffs.append(abs(a - b) / max(abs(b), 1e-12))
             worst = max(diffs)
             failures += worst > TOLERANCE
-            print(f"{model:7} {k:4d} {pack_s:8.2f} {solo_s:14.2f} {solo_s / pack_s:8.1f}x {peak:9.0f} "
-                  f"{worst:20.2e}{'  FAIL' if worst > TOLERANCE else ''}")
+            print(f"{model:7} {k:4d} {pack_s:8.2f} {pack_s / (k * args.epochs):14.4f} {solo_s:14.2f} "
+                  f"{solo_s / pack_s:8.1f}x {peak:9.0f} {worst:20.2e}{'  FAIL' if worst > TOLERANCE else ''}")
     print("all trials within tolerance" if not failures else f"{failures} configuration(s) outside tolerance")
     sys.exit(1 if failures else 0)
 

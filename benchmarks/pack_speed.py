@@ -1,9 +1,12 @@
-"""Pack speed-up and engine overhead on digits (issue 3).
+"""Pack speed-up and engine overhead on digits (issue 3), and for deep models (issue 21).
 
 Prints, from one run: trial-epochs per second for a pack of 16 trials against the same 16 trials
 trained one at a time (each a pack of one), and the engine's single-trial throughput against a
 minimal hand-written PyTorch loop (same MLP 64-128-10, Adam, batch 64, per-epoch validation).
-Targets on the 2-core CPU: pack >= 5x sequential; engine >= 0.9x the hand loop.
+Targets on the 2-core CPU: pack >= 5x sequential; engine >= 1.0x the hand loop. Then, for
+`rescnn` and `lstm` (benchmarks/deep_packs.py): seconds per trial-epoch and peak MB at K = 1,
+`auto` and 8, and the single trial against a hand-written loop; targets: auto <= 1.05x K = 1's
+time, the single trial >= 1.0x the hand loop.
 
 Run at 1 torch thread and at the threads the pipeline gives a training job (config.yaml
 resources.train.threads, 2 by default): a pack's large element-wise kernels use both cores,
@@ -12,6 +15,7 @@ median over interleaved rounds of figures measured back to back (this VM drifts 
 percent over minutes); the rates printed beside it are the best rounds'.
 
     python benchmarks/pack_speed.py [--epochs 10] [--threads 1 2] [--clock wall|cpu] [--repeats 5]
+                                    [--deep rescnn lstm] [--deep-epochs 2]
 """
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def compare(trials, prep, train, val, epochs: int, threads: int, repeats: int) -
         rounds.append({"pack": (p1 + p2) / 2, "seq": s, "solo": (o1 + o2) / 2, "hand": h})
     print(f"threads={threads} (load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     for a, b, label_a, label_b, target in (("pack", "seq", "pack of 16", "16 one at a time", 5),
-                                           ("solo", "hand", "engine, single trial", "hand-written loop", 0.9)):
+                                           ("solo", "hand", "engine, single trial", "hand-written loop", 1.0)):
         ratios = sorted(r[a] / r[b] for r in rounds)
         best_a, best_b = max(r[a] for r in rounds), max(r[b] for r in rounds)
         print(f"{label_a:>28} {best_a:9.1f}   {label_b:>18} {best_b:9.1f}   ratio median "
@@ -128,6 +132,8 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: this process's CPU time, steadier on a machine others load")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median round's ratio is reported")
+    ap.add_argument("--deep", nargs="*", default=["rescnn", "lstm"], help="deep models to add rows for (none: skip)")
+    ap.add_argument("--deep-epochs", type=int, default=2)
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -147,6 +153,11 @@ def main() -> None:
     print(f"threads={threads[-1]}, as jobs (start-up included, as the pipeline runs them)")
     print(f"{'one pack process':>28} {proc_pack:9.1f}   {'16 processes':>18} {proc_seq:9.1f}   "
           f"ratio {proc_pack / proc_seq:5.2f}x")
+    if args.deep:
+        import deep_packs
+        print(f"deep models, 1 thread, {deep_packs.N_TRIALS} trials x {args.deep_epochs} epochs, "
+              f"medians of {min(args.repeats, 3)} interleaved rounds, each run a fresh process:")
+        deep_packs.rows(args.deep, args.deep_epochs, min(args.repeats, 3))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ Cost model of a group of n trials of E epochs, B batches an epoch, packed K at a
 jobs running at once (cores ÷ threads, GPUs × share, or the cluster's --jobs):
   job_s(K) = startup_s + E · (B · step_s(K) + eval_s(K)),  jobs = ⌈n / K⌉,
   makespan(K) = ⌈jobs / S⌉ · job_s(K)   (for K · jobs trials: the last pack may be smaller).
-The chosen K fits memory (peak within FILL of the limit) and has the least makespan; a K within
-TIE of it wins when it spends fewer core-seconds (jobs · job_s), so on a cluster with many free
-slots cheap trials still share packs.
+The chosen K fits memory (peak within FILL of the limit), trains within TIE of the fastest
+measured speed per trial (job start-ups saved never buy slower steps), and has the least
+makespan; a K within TIE of it wins when it spends fewer core-seconds (jobs · job_s).
 """
 from __future__ import annotations
 
@@ -83,8 +83,10 @@ def choose(figures: dict, n: int, epochs: int, batches: int, slots: int,
     sizes = [s for s in figures.get("sizes") or [] if s["K"] <= max(n, 1) and s.get("step_s")]
     if not sizes:
         return Choice(1, "no probe figures")
-    scored = {s["K"]: makespan(figures, s, n, epochs, batches, slots)
-              for s in sizes if fits(figures, s["K"], limit)}
+    fitting = [s for s in sizes if fits(figures, s["K"], limit)]
+    fastest_step = min((s["step_s"] / s["K"] for s in fitting), default=0.0)
+    scored = {s["K"]: makespan(figures, s, n, epochs, batches, slots) for s in fitting
+              if s["step_s"] / s["K"] <= fastest_step * (1 + TIE)}
     if not scored:
         return Choice(1, "only one trial fits in memory")
     fastest = min(scored.values())[0]
