@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 
 from conftest import Workflow
@@ -54,7 +55,9 @@ def protected(wf: Workflow) -> dict[str, bytes]:
 
 def test_first_opening_is_recorded(opened):
     ledger = [json.loads(l) for l in (opened.root / "results/lockbox/ledger.jsonl").read_text().splitlines()]
-    assert [e["kind"] for e in ledger] == ["evaluation"]
+    assert [e["kind"] for e in ledger] == ["evaluation", "result"]     # the opening, then its result
+    assert ledger[0]["result"] is None and ledger[1]["of"] == ledger[0]["event_id"]
+    assert ledger[1]["result"]["test_mean"] > 0.5
     event = ledger[0]
     for key in ("time", "config_hash", "trial_ids", "split_sha256", "code_version", "result_file"):
         assert event[key], key
@@ -178,8 +181,8 @@ def test_unseal_with_a_reason_opens_once_more_and_is_reported(opened):
     out = proc.stdout + proc.stderr
     assert "opened 2 time(s)" in out and reason in out
     events = [json.loads(l) for l in (wf.root / "results/lockbox/ledger.jsonl").read_text().splitlines()]
-    assert [e["kind"] for e in events] == ["evaluation", "unseal", "evaluation"]
-    assert events[1]["reason"] == reason and (wf.root / "results/test/evaluation-2.json").exists()
+    assert [e["kind"] for e in events] == ["evaluation", "result", "unseal", "evaluation", "result"]
+    assert events[2]["reason"] == reason and (wf.root / "results/test/evaluation-2.json").exists()
     again = wf.run(*CONFIRM, f"unseal_reason={reason}", check=False)   # a reason opens once
     assert again.returncode != 0 and "already used" in again.stderr
     status = subprocess.run(["alchemist", "lockbox", "--ledger", "results/lockbox/ledger.jsonl"],
@@ -248,21 +251,28 @@ def test_the_seal_beside_the_data_refuses_on_its_own(opened, tmp_path):
 
 
 def test_two_first_openings_at_once_open_it_once(opened, tmp_path):
-    """A fresh copy of the data (no seal, no ledger, an empty tracking store): of two attempts
-    started together, exactly one evaluates; the other is refused, citing it."""
-    data = tmp_path / "data"
-    shutil.copytree(opened.root / "results/data", data)
-    (data / "lockbox.jsonl").unlink()
-    cmd = ["alchemist", "final-test", "--confirm", "--data-dir", str(data), "--winner",
-           "results/select/winner.json", "--trials-dir", "results/repeat/trials", "--no-tracking",
-           "--tracking-uri", f"sqlite:///{tmp_path / 'never.db'}", "--ledger", str(tmp_path / "ledger.jsonl")]
+    """Two fresh copies of the data (two clones: no seal, no ledger, an empty tracking store) on
+    one machine: of two attempts started together, exactly one evaluates; the other is refused,
+    citing it — the registry's lock is shared by every clone."""
+    datas = []
+    for i in range(2):
+        data = tmp_path / f"data{i}"
+        shutil.copytree(opened.root / "results/data", data)
+        (data / "lockbox.jsonl").unlink()
+        datas.append(data)
     env = {**opened.env, "ALCHEMIST_LOCKBOX_DIR": str(tmp_path / "fresh-registry")}
-    procs = [subprocess.Popen(cmd + ["--out-dir", str(tmp_path / f"out{i}")], cwd=opened.root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [subprocess.Popen(
+        ["alchemist", "final-test", "--confirm", "--data-dir", str(data), "--winner",
+         "results/select/winner.json", "--trials-dir", "results/repeat/trials", "--no-tracking",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'never.db'}", "--ledger", str(tmp_path / f"ledger{i}.jsonl"),
+         "--out-dir", str(tmp_path / f"out{i}")], cwd=opened.root, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i, data in enumerate(datas)]
     done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in done) == [0, 2], done
     assert "already evaluated" in next(err for rc, err in done if rc == 2)
-    assert len((data / "lockbox.jsonl").read_text().splitlines()) == 1
+    registry = list((tmp_path / "fresh-registry").glob("*.jsonl"))
+    assert len(registry) == 1 and [json.loads(line)["kind"] for line in registry[0].read_text().splitlines()] \
+        == ["evaluation", "result"]
 
 
 def test_a_fresh_clone_still_refuses_before_any_job(opened, tmp_path):
@@ -346,3 +356,72 @@ def test_training_refuses_test_rows_in_another_file(opened, tmp_path):
                           capture_output=True, text=True, env=opened.env)
     assert proc.returncode == 2 and f"5 of its {len(train) + 5} rows are test rows" in proc.stderr, \
         proc.stderr[-1500:]
+
+
+def _clone_on(opened: Workflow, where, source) -> Workflow:
+    """A fresh clone on this machine (the registry shared) whose data is `source`, a file."""
+    clone = Workflow(where, registry=opened.registry)
+    config = opened.config
+    config["data"].update(source=str(source), target="target")
+    clone.write_config(config)
+    return clone
+
+
+@pytest.mark.slow
+def test_the_same_rows_in_another_file_meet_the_same_lockbox(opened, tmp_path):
+    """The opened digits, saved as CSV, as Parquet, and as CSV with one row appended twice, each
+    in a fresh clone: the test rows are recognised by content (the registry keeps them), so
+    final_test is refused at parse time citing the first opening, and nothing is written."""
+    from alchemist.data.sources import load_source
+
+    frame = load_source("sklearn:digits", None).frame
+    sources = {"csv": (frame, "digits.csv"), "parquet": (frame, "digits.parquet"),
+               "duplicate": (pd.concat([frame, frame.tail(1)], ignore_index=True), "digits+1.csv")}
+    for name, (table, file) in sources.items():
+        path = tmp_path / file
+        table.to_csv(path, index=False) if file.endswith(".csv") else table.to_parquet(path, index=False)
+        clone = _clone_on(opened, tmp_path / name, path)
+        proc = clone.run(*CONFIRM, check=False)
+        assert proc.returncode != 0, (name, proc.stdout[-2000:])
+        assert "already evaluated" in proc.stderr and "opening #1" in proc.stderr, (name, proc.stderr[-2000:])
+        assert not (clone.root / "results").exists(), name
+
+
+def test_an_opening_counts_even_when_its_evaluation_fails(opened, tmp_path):
+    """The opening is recorded before the test split is read: an evaluation that crashes (a
+    damaged model file) still used the opening, and the next attempt is refused."""
+    data = tmp_path / "data"
+    shutil.copytree(opened.root / "results/data", data)
+    (data / "lockbox.jsonl").unlink()
+    trials = tmp_path / "trials"
+    shutil.copytree(opened.root / "results/repeat/trials", trials)
+    for model in trials.glob("*/model.pt"):
+        model.write_bytes(b"damaged")
+    env = {**opened.env, "ALCHEMIST_LOCKBOX_DIR": str(tmp_path / "registry")}
+    cmd = ["alchemist", "final-test", "--confirm", "--data-dir", str(data), "--winner",
+           "results/select/winner.json", "--no-tracking", "--tracking-uri", f"sqlite:///{tmp_path / 'no.db'}",
+           "--ledger", str(tmp_path / "ledger.jsonl"), "--out-dir", str(tmp_path / "out")]
+    crashed = subprocess.run([*cmd, "--trials-dir", str(trials)], cwd=opened.root, capture_output=True,
+                             text=True, env=env)
+    assert crashed.returncode != 0 and not (tmp_path / "out").exists()
+    assert [json.loads(line)["kind"] for line in (data / "lockbox.jsonl").read_text().splitlines()] == ["evaluation"]
+    again = subprocess.run([*cmd, "--trials-dir", "results/repeat/trials"], cwd=opened.root,
+                           capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "already evaluated" in again.stderr and "no result recorded" in again.stderr, \
+        again.stderr[-1500:]
+
+
+def test_every_mlflow_experiment_of_the_store_is_read(opened, tmp_path):
+    """Ledger files gone (a fresh registry, no seal) and another experiment named: the opening
+    recorded in the store's first experiment still refuses."""
+    data = tmp_path / "data"
+    shutil.copytree(opened.root / "results/data", data)
+    (data / "lockbox.jsonl").unlink()
+    env = {**opened.env, "ALCHEMIST_LOCKBOX_DIR": str(tmp_path / "registry")}
+    proc = subprocess.run(["alchemist", "final-test", "--confirm", "--data-dir", str(data), "--winner",
+                           "results/select/winner.json", "--trials-dir", "results/repeat/trials",
+                           "--experiment", "a-new-name", "--ledger", str(tmp_path / "ledger.jsonl"),
+                           "--out-dir", str(tmp_path / "out")], cwd=opened.root, capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 2 and "already evaluated" in proc.stderr, proc.stderr[-1500:]
+    assert not (tmp_path / "out").exists()

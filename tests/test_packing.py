@@ -36,10 +36,10 @@ def test_mlp_packs_fill_the_free_slots():
 
 def test_convolutions_on_a_cpu_run_as_separate_jobs():
     long = packing.choose(CNN, 8, 30, 60, slots=2)                 # minutes a trial: one per job
-    assert long.K == 1 and long.reason == "packing is slower here"
+    assert long.K == 1 and long.reason == "packing is no faster per trial here"
     line = packing.describe(CNN, long)
     assert line.startswith("test model: K=1 0.05 s/step/trial (600 MB), K=2 0.052 (700 MB)")
-    assert line.endswith("→ K=1, packing is slower here")
+    assert line.endswith("→ K=1, packing is no faster per trial here")
     short = packing.choose(CNN, 8, 1, 2, slots=2)                  # a second a trial: start-ups count
     assert short.K > 1 and "start-ups" in short.reason
 

@@ -38,7 +38,7 @@ def full_chain(wf: Workflow, source: str, lr: list[float], data: dict | None = N
     winner = json.loads((results / "select/winner.json").read_text())
     test = json.loads((results / "test/evaluation-1.json").read_text())
     ledger = (results / "lockbox/ledger.jsonl").read_text().splitlines()
-    assert len(ledger) == 1 and json.loads(ledger[0])["kind"] == "evaluation"
+    assert [json.loads(line)["kind"] for line in ledger] == ["evaluation", "result"]
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")

@@ -95,7 +95,7 @@ def choose(figures: dict, n: int, epochs: int, batches: int, slots: int,
     per_trial = {s["K"]: s["step_s"] / s["K"] for s in sizes}
     if K == 1:
         slower = all(v >= per_trial[1] * (1 - TIE) for v in per_trial.values())
-        reason = ("packing is slower here" if slower and len(per_trial) > 1
+        reason = ("packing is no faster per trial here" if slower and len(per_trial) > 1
                   else "separate jobs finish first on the free slots" if len(scored) > 1
                   else "larger packs do not fit in memory")
     elif 1 in per_trial and per_trial[1] / per_trial[K] >= 1 + TIE:
@@ -110,7 +110,7 @@ def choose(figures: dict, n: int, epochs: int, batches: int, slots: int,
 
 def describe(figures: dict, choice: Choice) -> str:
     """The plan's log line: 'rescnn 3×32×32 batch 64 on cpu (1 thread): K=1 0.049 s/step/trial
-    (700 MB), K=2 0.049 (820 MB) … → K=1, packing is slower here'."""
+    (700 MB), K=2 0.049 (820 MB) … → K=1, packing is no faster per trial here'."""
     parts = []
     for s in figures.get("sizes") or []:
         mb = f" ({s['peak_mb']:.0f} MB)" if s.get("peak_mb") is not None else ""

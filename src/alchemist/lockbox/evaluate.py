@@ -1,24 +1,27 @@
-"""The one-time test evaluation (PB-32): the ONLY code that opens the test split. Under a lock
-beside the seal it reads every copy of the ledger, asks the policy, records an unseal if one is
-given and needed, evaluates every seed of the winner on the test split, and records the opening
-in the per-user registry, the seal, the ledger and (when tracking is on) MLflow — before the
-result file is written or the result shown.
+"""The one-time test evaluation (PB-32): the ONLY code that opens the test split. Under the
+registry's lock (shared by every clone on the machine) and the lock beside the seal, it reads
+every copy of the ledger, asks the policy, records an unseal if one is given and needed, records
+the opening in the per-user registry, the seal, the ledger and (when tracking is on) MLflow,
+and only then evaluates every seed of the winner on the test split; the result is recorded (a
+`result` event) before its file is written or it is shown.
 
-A crash after an unseal is recorded but before its evaluation is: the unseal stays unused, and
-the next attempt (with or without a reason) takes that opening — no result was recorded or
-shown, so nothing was looked at. A crash after the evaluation is recorded: the opening counts
-(its result is in the event)."""
+A crash after an unseal is recorded but before the opening is: the unseal stays unused, and the
+next attempt (with or without a reason) takes that opening. A crash once the opening is recorded
+— while evaluating, or before the result file is written — leaves it counted: a missing result
+file never means the test set was not looked at."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from alchemist.analysis.select import load_winner, winner_trial_dirs
 from alchemist.analysis.stats import summarise_values
 from alchemist.atomic import file_lock, write_text
-from alchemist.lockbox.ledger import (LEDGER, Merged, NoRemote, key_of, local_copies, merge_events,
-                                      new_event, record_local, seal_lock, source_key)
+from alchemist.lockbox.ledger import (LEDGER, Merged, NoRemote, keys_for, local_copies, merge_events,
+                                      new_event, record_local, registry_lock, seal_lock, test_rows)
 from alchemist.lockbox.policy import Tampered, decide, status
 from alchemist.provenance import code_version
 
@@ -28,32 +31,42 @@ RESULTS = Path("results/test")
 def check(data_dir: Path, unseal_reason: str | None, remote, ledger: Path = LEDGER,
           data_cfg: dict | None = None) -> None:
     """Raise policy.Refused when an opening now would be refused (the Snakefile's gate, before
-    any job runs); nothing is recorded. Without prepared data (a fresh clone) the key comes
-    from the configured source's content, so the per-user registry and MLflow still count."""
+    any job runs); nothing is recorded. Without prepared data (a fresh clone) the configured
+    data is split in memory, so the registry (by test rows) and MLflow still count."""
+    keys = test_keys(data_dir, data_cfg)
+    if not keys:
+        return
+    merged = all_events(data_dir, ledger, keys, remote)
+    decide(merged.events, keys, unseal_reason, merged.problems)
+
+
+def test_keys(data_dir: Path, data_cfg: dict | None = None) -> tuple[str, ...]:
+    """The lockbox keys of the prepared test rows, or of those the config would prepare."""
     manifest_path = Path(data_dir) / "prep.json"
     if manifest_path.exists():
-        key = source_key(json.loads(manifest_path.read_text()))
-    elif data_cfg:
-        from alchemist.data.prep import source_sha256
-        from alchemist.data.sources import file_sha256
+        return keys_for(json.loads(manifest_path.read_text()), test_rows(data_dir))
+    if not data_cfg:
+        return ()
+    import copy
 
-        test_file = data_cfg.get("test_file")
-        try:
-            key = key_of(source_sha256(data_cfg),
-                         file_sha256(Path(test_file)) if test_file else None)
-        except OSError:
-            return                      # no source to key by: prep names the missing file
-    else:
-        return
-    merged = all_events(data_dir, ledger, key, remote)
-    decide(merged.events, key, unseal_reason, merged.problems)
+    from alchemist.data.prep import prepare
+    from alchemist.errors import UserError
+
+    try:
+        prepared = prepare(copy.deepcopy(data_cfg))
+    except (OSError, UserError):
+        return ()                       # prep names the problem when it runs
+    found = prepared.fingerprints or {}
+    hashes = found.get("raw", found.get("encoded"))
+    return keys_for(prepared.manifest, None if hashes is None else np.unique(hashes.astype(np.uint64)))
 
 
-def all_events(data_dir: Path, ledger: Path, key: str, remote) -> Merged:
-    """Every copy — per-user registry, seal, ledger, MLflow — merged, with any tampering."""
+def all_events(data_dir: Path, ledger: Path, keys: tuple[str, ...], remote) -> Merged:
+    """Every copy — per-user registry, seal, ledger, MLflow (every experiment) — merged, with any
+    tampering."""
     problems: list[str] = []
-    copies = local_copies(data_dir, ledger, key, problems)
-    return merge_events({**copies, "MLflow": remote.events(key)}, problems)
+    copies = local_copies(data_dir, ledger, keys, problems)
+    return merge_events({**copies, "MLflow": remote.events(keys)}, problems)
 
 
 def evaluate_winner(data_dir: Path, winner: dict, trial_dirs: list[Path], device: str = "cpu") -> dict:
@@ -83,38 +96,45 @@ def open_lockbox(*, data_dir: Path, winner_file: Path | None = None, trials_dir:
     winner (alchemist.analysis.select.load_winner) is read only once the opening is allowed."""
     remote = remote or NoRemote()
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
-    key = source_key(manifest)
-    with file_lock(seal_lock(data_dir)):
-        merged = all_events(data_dir, ledger, key, remote)
-        decision = decide(merged.events, key, unseal_reason, merged.problems)  # Refused: cites the first
+    rows = test_rows(data_dir)
+    with file_lock(registry_lock()), file_lock(seal_lock(data_dir)):
+        keys = keys_for(manifest, rows)           # inside the lock: another clone may just have opened
+        key = keys[0]
+        merged = all_events(data_dir, ledger, keys, remote)
+        decision = decide(merged.events, keys, unseal_reason, merged.problems)  # Refused: cites the first
+        winner_file, selection = load_winner(winner_file)
+        winner = {**selection["winner"], "confidence": selection.get("confidence", 0.95)}
+        trial_dirs = winner_trial_dirs(winner_file, selection, trials_dir)
+        result_file = Path(out_dir) / f"evaluation-{decision.opening}.json"
+        if result_file.exists():          # every copy agreed, yet the file is there: refuse, unread
+            raise Tampered(f"lockbox: {result_file} exists but no copy of the ledger records "
+                           f"opening #{decision.opening}; refusing to overwrite it")
         if decision.unseal:
             unseal = new_event("unseal", key, reason=decision.unseal["reason"],
                                opening=decision.opening)
-            record_local(unseal, data_dir, ledger)
+            record_local(unseal, data_dir, ledger, rows)
             remote.record(unseal, None)
-        winner_file, selection = load_winner(winner_file)
-        winner = {**selection["winner"], "confidence": selection.get("confidence", 0.95)}
-        result = evaluate_winner(Path(data_dir), winner,
-                                 winner_trial_dirs(winner_file, selection, trials_dir), device)
-        result_file = Path(out_dir) / f"evaluation-{decision.opening}.json"
-        event = new_event(
+        opening = new_event(
             "evaluation", key, opening=decision.opening, config_hash=config_hash,
             trial_ids=list(winner["trial_ids"]), config_id=winner["config_id"],
             split_sha256=manifest["splits"]["test"]["row_ids_sha256"],
             test_file_sha256=manifest["splits"]["test"].get("file_sha256"),
-            code_version=code_version(), result_file=str(result_file),
-            result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n", "val_mean",
-                                           "val_to_test_gap")})
-        if result_file.exists():          # every copy agreed, yet the file is there: refuse
-            raise Tampered(f"lockbox: {result_file} exists but no copy of the ledger records "
-                           f"opening #{decision.opening}; refusing to overwrite it")
-        # recorded in every local copy BEFORE the result is written or shown: an opening that
-        # crashes later still counts (its result is in the event)
-        record_local(event, data_dir, ledger)
-        write_text(result_file, json.dumps({"event": event, **result}, indent=2, default=str))
+            code_version=code_version(), result_file=str(result_file), result=None)
+        # recorded in every copy BEFORE the test split is read: an opening that crashes later
+        # (while evaluating, before the result is written) still counts
+        record_local(opening, data_dir, ledger, rows)
+        remote.record(opening, None)
+        result = evaluate_winner(Path(data_dir), winner, trial_dirs, device)
+        event = new_event("result", key, opening=decision.opening, of=opening["event_id"],
+                          result_file=str(result_file),
+                          result={k: result[k] for k in ("metric", "test_mean", "test_ci", "n",
+                                                         "val_mean", "val_to_test_gap")})
+        record_local(event, data_dir, ledger, rows)
+        write_text(result_file, json.dumps({"event": {**opening, "result": event["result"]}, **result},
+                                           indent=2, default=str))
         remote.record(event, result_file)
-    return {"event": event, "result": result,
-            "status": status(all_events(data_dir, ledger, key, remote).events, key)}
+    return {"event": {**opening, "result": event["result"]}, "result": result,
+            "status": status(all_events(data_dir, ledger, keys, remote).events, keys)}
 
 
 def format_result(outcome: dict) -> str:

@@ -9,8 +9,14 @@ Every copy is read and merged by event id: an event in ANY copy counts (a copy m
 newest event after a crash between two appends); two copies holding different contents for one
 id, an unknown kind or a line that is not JSON is tampering, and refuses (policy.Tampered).
 
-Events are keyed by `source_key`, the data SOURCE's hash: a new split seed, config or model does
-not make a second look at the same data a first one."""
+Which lockbox a prepared test split belongs to is decided by its ROWS, not by a file: the test
+rows' 64-bit content hashes (alchemist.data.guard: raw feature values, order-free, the same from
+CSV or Parquet, int or float) are kept in the registry beside the events (`<key>.rows.npy`), and a
+split whose test rows are MATCH or more of an opened lockbox's test rows is that lockbox — the
+same table saved in another format, with a row appended or duplicated, in a fresh clone, or split
+again with another seed (a fifth of the new test rows were test rows before: the data was seen).
+Otherwise its key is the hash of its own rows. Events are stored under `source_key` = that key;
+events under the older key (the source file's hash) still count."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,11 +26,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from alchemist.data.guard import FINGERPRINTS
 from alchemist.trial import canonical_json
 
 LEDGER = Path("results/lockbox/ledger.jsonl")
 SEAL = "lockbox.jsonl"       # the ledger's copy inside the prepared-data folder
-KINDS = ("evaluation", "unseal")
+KINDS = ("evaluation", "unseal", "result")    # an opening, a reason to re-open, an opening's result
+MATCH = 0.1                  # share of a split's test rows found in an opened lockbox's: the same one
+ROWS = ".rows.npy"
 
 
 def seal(data_dir: Path) -> Path:
@@ -37,7 +48,8 @@ def seal_lock(data_dir: Path) -> Path:
 
 
 def source_key(manifest: dict) -> str:
-    """What identifies 'the test set': the source data (and the test file, when separate)."""
+    """The older key (before rows identified a lockbox): the source file's hash and the test
+    file's. Events under it still count."""
     src = manifest["source"]
     return key_of(src["sha256"], src.get("test_file_sha256"))
 
@@ -46,13 +58,75 @@ def key_of(source_sha256: str, test_file_sha256: str | None) -> str:
     return hashlib.sha256(f"{source_sha256}:{test_file_sha256}".encode()).hexdigest()[:16]
 
 
-def registry(key: str) -> Path:
-    """The per-user copy for one data source, outside results/ (see the module docstring)."""
+def registry_dir() -> Path:
+    """The per-user registry, outside results/ (see the module docstring)."""
     base = os.environ.get("ALCHEMIST_LOCKBOX_DIR")
     if not base:
         state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
         base = Path(state) / "alchemist" / "lockbox"
-    return Path(base) / f"{key}.jsonl"
+    return Path(base)
+
+
+def registry(key: str) -> Path:
+    """The per-user copy of one lockbox's events."""
+    return registry_dir() / f"{key}.jsonl"
+
+
+def registry_lock() -> Path:
+    """Held while an opening is decided and recorded, by every clone of every project on this
+    machine (openings are rare): two clones racing open one set of test rows once."""
+    return registry_dir() / "registry.lock"
+
+
+def test_rows(data_dir: Path) -> np.ndarray | None:
+    """The prepared test rows' content hashes (sorted, unique): raw values where prep kept
+    them (tables), else the encoded rows (array sources). None without fingerprints."""
+    path = Path(data_dir) / FINGERPRINTS
+    if not path.exists():
+        return None
+    with np.load(path) as stored:
+        hashes = stored["raw"] if "raw" in stored.files else stored["encoded"]
+    return np.unique(hashes.astype(np.uint64))
+
+
+def rows_key(hashes: np.ndarray) -> str:
+    return "r" + hashlib.sha256(np.unique(hashes.astype(np.uint64)).tobytes()).hexdigest()[:15]
+
+
+def lockbox_key(hashes: np.ndarray) -> str:
+    """The registry key of these test rows: the opened lockbox holding MATCH or more of them
+    (the most), else their own hash."""
+    best, key = 0.0, None
+    directory = registry_dir()
+    for rows_file in sorted(directory.glob(f"*{ROWS}")) if directory.exists() else []:
+        try:
+            known = np.load(rows_file)
+        except (OSError, ValueError):
+            continue
+        share = float(np.isin(hashes, known, assume_unique=True).mean()) if len(hashes) else 0.0
+        if share >= MATCH and share > best:
+            best, key = share, rows_file.name[:-len(ROWS)]
+    return key or rows_key(hashes)
+
+
+def keys_for(manifest: dict, hashes: np.ndarray | None) -> tuple[str, ...]:
+    """(the lockbox's key, the older source key): events under either count; new ones take the first."""
+    return tuple(dict.fromkeys([*([lockbox_key(hashes)] if hashes is not None and len(hashes) else []),
+                                source_key(manifest)]))
+
+
+def keep_rows(key: str, hashes: np.ndarray | None) -> None:
+    """The lockbox's test rows beside its registry events (written once, atomically)."""
+    path = registry_dir() / f"{key}{ROWS}"
+    if hashes is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, np.unique(hashes.astype(np.uint64)))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def read_ledger(path: Path = LEDGER, problems: list[str] | None = None) -> list[dict]:
@@ -106,29 +180,30 @@ def merge_events(copies: dict[str, list[dict]], problems: list[str] | None = Non
     return Merged(sorted((e for _, e in seen.values()), key=lambda e: e["time"]), problems)
 
 
-def local_copies(data_dir: Path, ledger: Path, key: str | None,
+def local_copies(data_dir: Path, ledger: Path, keys: tuple[str, ...],
                  problems: list[str]) -> dict[str, list[dict]]:
-    """{path: events} of the per-user registry (given the source key), the seal and the ledger
-    file — the least exposed first, so a disagreement keeps its version."""
-    paths = dict.fromkeys([*([registry(key)] if key else []), seal(data_dir), Path(ledger)])
+    """{path: events} of the per-user registry (for each key), the seal and the ledger file —
+    the least exposed first, so a disagreement keeps its version."""
+    paths = dict.fromkeys([*(registry(k) for k in keys), seal(data_dir), Path(ledger)])
     return {str(p): read_ledger(p, problems) for p in paths}
 
 
-def manifest_key(data_dir: Path) -> str | None:
+def manifest_keys(data_dir: Path) -> tuple[str, ...]:
     path = Path(data_dir) / "prep.json"
-    return source_key(json.loads(path.read_text())) if path.exists() else None
+    return keys_for(json.loads(path.read_text()), test_rows(data_dir)) if path.exists() else ()
 
 
-def local_events(data_dir: Path, ledger: Path, key: str | None = None) -> Merged:
+def local_events(data_dir: Path, ledger: Path, keys: tuple[str, ...] | None = None) -> Merged:
     """Every local copy's events merged, with the tampering found."""
     problems: list[str] = []
-    copies = local_copies(data_dir, ledger, key or manifest_key(data_dir), problems)
+    copies = local_copies(data_dir, ledger, keys or manifest_keys(data_dir), problems)
     return merge_events(copies, problems)
 
 
-def record_local(event: dict, data_dir: Path, ledger: Path) -> None:
-    """Append to every local copy: the registry first (it outlives results/), then the seal and
-    the ledger."""
+def record_local(event: dict, data_dir: Path, ledger: Path, rows: np.ndarray | None = None) -> None:
+    """Append to every local copy: the registry first (it outlives results/; with the lockbox's
+    test rows beside it), then the seal and the ledger."""
+    keep_rows(event["source_key"], rows)
     for path in dict.fromkeys([registry(event["source_key"]), seal(data_dir), Path(ledger)]):
         append_ledger(event, path)
 
@@ -142,7 +217,7 @@ def new_event(kind: str, key: str, **fields) -> dict:
 class NoRemote:
     """Stand-in for the MLflow copy when tracking is off: the files are the only record."""
 
-    def events(self, key: str) -> list[dict]:
+    def events(self, keys) -> list[dict]:
         return []
 
     def record(self, event: dict, result_file: Path | None) -> None:

@@ -1,4 +1,4 @@
-"""The lockbox's policy (PB-32): the test set of one data source is evaluated once. Later
+"""The lockbox's policy (PB-32): one set of test rows is evaluated once. Later
 attempts are refused, citing the first evaluation, unless an unseal gives a new, non-empty
 reason; unseals are recorded and every status counts them."""
 from __future__ import annotations
@@ -22,26 +22,47 @@ class Decision:
     unseal: dict | None = None   # the unseal event to record before evaluating
 
 
+def _keys(keys) -> tuple[str, ...] | None:
+    return None if keys is None else (keys,) if isinstance(keys, str) else tuple(keys)
+
+
+def mine(events: list[dict], keys) -> list[dict]:
+    """This lockbox's events (any of its keys), each opening with its result attached: an
+    opening is recorded before its evaluation runs and its result after (kind `result`)."""
+    keys = _keys(keys)
+    own = [e for e in events if keys is None or e.get("source_key") in keys]
+    results = {(e.get("source_key"), e.get("opening")): e for e in own if e["kind"] == "result"}
+    out = []
+    for e in own:
+        if e["kind"] == "evaluation" and not e.get("result"):
+            done = results.get((e.get("source_key"), e.get("opening")))
+            e = {**e, "result": (done or {}).get("result"), "result_file": (done or e).get("result_file")}
+        if e["kind"] != "result":
+            out.append(e)
+    return out
+
+
 def describe(event: dict) -> str:
-    result = event.get("result", {})
+    result = event.get("result") or {}
     where = event.get("result_file", "?")
     value = result.get("test_mean")
-    shown = f"{result.get('metric', 'metric')} {value:.4f}" if isinstance(value, float) else "no result"
+    shown = (f"{result.get('metric', 'metric')} {value:.4f}" if isinstance(value, float)
+             else "no result recorded (it still counts: the opening was)")
     return (f"opening #{event['opening']} on {event['time']} of trials "
             f"{', '.join(event.get('trial_ids', [])[:5])} → {shown} ({where})")
 
 
-def decide(events: list[dict], key: str, unseal_reason: str | None,
+def decide(events: list[dict], keys, unseal_reason: str | None,
            problems: list[str] = ()) -> Decision:
-    """Allow the first evaluation of this source; refuse later ones unless newly unsealed;
+    """Allow the first evaluation of these test rows; refuse later ones unless newly unsealed;
     refuse anything while the copies of the ledger show tampering."""
-    mine = [e for e in events if e.get("source_key") == key]
-    evaluations = [e for e in mine if e["kind"] == "evaluation"]
+    own = mine(events, keys)
+    evaluations = [e for e in own if e["kind"] == "evaluation"]
     if problems:
         first = f"; first evaluation: {describe(evaluations[0])}" if evaluations else ""
         raise Tampered(f"the lockbox ledger was edited ({'; '.join(problems[:3])}) — refusing "
                        f"every opening until the copy is restored (it only ever grows){first}")
-    unseals = [e for e in mine if e["kind"] == "unseal"]
+    unseals = [e for e in own if e["kind"] == "unseal"]
     if len(evaluations) <= len(unseals):            # never opened, or an unused unseal
         return Decision(opening=len(evaluations) + 1)
     reason = (unseal_reason or "").strip()
@@ -59,14 +80,14 @@ def decide(events: list[dict], key: str, unseal_reason: str | None,
     return Decision(opening=len(evaluations) + 1, unseal=unseal)
 
 
-def status(events: list[dict], key: str | None = None) -> dict:
+def status(events: list[dict], keys=None) -> dict:
     """How often the test set was opened and why: shown in every report."""
-    mine = [e for e in events if key is None or e.get("source_key") == key]
-    return {"openings": sum(e["kind"] == "evaluation" for e in mine),
-            "unseals": [{"time": e["time"], "reason": e["reason"]} for e in mine if e["kind"] == "unseal"],
+    own = mine(events, keys)
+    return {"openings": sum(e["kind"] == "evaluation" for e in own),
+            "unseals": [{"time": e["time"], "reason": e["reason"]} for e in own if e["kind"] == "unseal"],
             "evaluations": [{"time": e["time"], "opening": e["opening"],
                              "result_file": e.get("result_file"), "result": e.get("result")}
-                            for e in mine if e["kind"] == "evaluation"]}
+                            for e in own if e["kind"] == "evaluation"]}
 
 
 def format_status(state: dict) -> str:

@@ -28,20 +28,30 @@ class LockboxLedger:
             self._connection = connect(self.uri, self.experiment)
         return self._connection
 
-    def events(self, key: str) -> list[dict]:
-        """Events recorded in MLflow for this data source ([] with a warning if unreachable)."""
+    def events(self, keys) -> list[dict]:
+        """Events recorded in MLflow for these test rows, in EVERY experiment of the store (a new
+        experiment name hides nothing); [] with a warning if unreachable."""
+        keys = (keys,) if isinstance(keys, str) else tuple(keys)
         db = sqlite_path(self.uri)
         if db and not db.exists():
             return []                 # no store yet: nothing to read (and none created by reading)
         try:
-            client, exp_id = self._connect()
+            client, _ = self._connect()
+            from mlflow.entities import ViewType
+
+            experiments = [e.experiment_id for e in retry(client.search_experiments, view_type=ViewType.ALL)]
         except (BackendUnavailable, OSError) as err:
             print(f"alchemist: warning: MLflow unreachable, lockbox checks the ledger file only ({err})",
                   file=sys.stderr)
             return []
-        runs = retry(client.search_runs, [exp_id],
-                     f"tags.`{KIND}` = 'lockbox' and tags.`{SOURCE}` = '{key}'", max_results=1000)
-        return [json.loads(r.data.tags[EVENT]) for r in runs if EVENT in r.data.tags]
+        events = []
+        for key in keys:
+            for start in range(0, len(experiments), 100):
+                runs = retry(client.search_runs, experiments[start:start + 100],
+                             f"tags.`{KIND}` = 'lockbox' and tags.`{SOURCE}` = '{key}'",
+                             run_view_type=ViewType.ALL, max_results=1000)
+                events += [json.loads(r.data.tags[EVENT]) for r in runs if EVENT in r.data.tags]
+        return events
 
     def record(self, event: dict, result_file: Path | None) -> None:
         """One run per event: tags (the event as JSON), metrics and the result file."""
@@ -50,8 +60,8 @@ class LockboxLedger:
         from mlflow.entities import Metric, Param
 
         client, exp_id = self._connect()
-        name = (f"lockbox-opening-{event['opening']}" if event["kind"] == "evaluation"
-                else f"lockbox-unseal-{event['opening']}")
+        name = {"evaluation": "lockbox-opening", "unseal": "lockbox-unseal",
+                "result": "lockbox-result"}[event["kind"]] + f"-{event['opening']}"
         run = retry(client.create_run, exp_id, run_name=name, tags={
             KIND: "lockbox", SOURCE: event["source_key"], EVENT: canonical_json(event),
             "alchemist.lockbox": event["kind"]})
