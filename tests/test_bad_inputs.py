@@ -54,6 +54,11 @@ def prepared(tmp_path_factory):
     good.drop(columns=["b"]).to_csv(files / "test_lacks_b.csv", index=False)
     pd.DataFrame({"id": [f"u{i}" for i in range(300)], "y": np.arange(300) % 2}).to_csv(files / "ids.csv", index=False)
     (files / "garbage.parquet").write_bytes(b"not a parquet file at all")
+    import torch
+
+    (files / "garbage.pt").write_bytes(b"not a torch file")
+    torch.save({"l0_w": torch.full((64, 128), float("nan"))}, files / "nan_weights.pt")
+    torch.save({"unrelated": torch.zeros(3)}, files / "unrelated.pt")
     (files / "good.xlsx").write_bytes(b"PK\x03\x04")
     return wf
 
@@ -176,6 +181,29 @@ CASES = {
                                  ["search.stages.coarse.rungs"]),
     "pack size zero": (lambda c: c["search"].update(pack_size=0), ["search.pack_size"]),
     "unknown stage key": (stage("coarse", trails=3), ["search.stages.coarse.trails", "did you mean"]),
+    # -- models, built once at parse time on the data's shapes (alchemist.train.model_check)
+    "model factory raises": (train(model="user_models:raises", init="torch"),
+                             ["train.model 'user_models:raises'", "raised ValueError", "no layer size"]),
+    "model factory returns no module": (train(model="user_models:not_a_module"),
+                                        ["train.model", "returned str, not a torch.nn.Module"]),
+    "model factory with two arguments": (train(model="user_models:two_arguments"),
+                                         ["train.model", "must accept (n_inputs, n_outputs, config)"]),
+    "model built for another input width": (train(model="user_models:another_width"),
+                                            ["train.model", "forward pass on 2 rows of 64 inputs failed"]),
+    "model with one output too many": (train(model="user_models:one_output_too_many"),
+                                       ["train.model", "(2, 11)", "needs (2, 10)"]),
+    "model with NaN weights": (train(model="user_models:nan_weights", init="torch"),
+                               ["train.model", "non-finite (NaN or Inf) weights"]),
+    "cnn on a table": (lambda c: (c["data"].update(source="sklearn:wine"), c["train"].update(model="cnn")),
+                       ["model 'cnn'", "image-shaped"]),
+    "lstm on a table": (train(model="lstm"), ["model 'lstm'", "token sequences"]),
+    "a stage's model on the wrong data": (stage("fine", set={"model": "gru"}),
+                                          ["search.stages.fine.set", "token sequences"]),
+    "init_from unreadable": (train(init_from="files/garbage.pt"), ["train.init_from", "cannot read"]),
+    "init_from with NaN weights": (train(init_from="files/nan_weights.pt"),
+                                   ["non-finite (NaN or Inf) weights after init_from"]),
+    "init_from matching no tensor": (train(init_from="files/unrelated.pt"),
+                                     ["train.init_from", "no tensor", "fits the model"]),
     # -- other sections and files
     "mlflow unknown key": (lambda c: c["mlflow"].update(tracking="x"), ["mlflow.tracking"]),
     "unknown top-level key": (lambda c: c.update(serach={}), ["serach", "did you mean 'search'"]),

@@ -26,21 +26,48 @@ def _file_stamp(path: str | None) -> list | None:
     return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
 
 
-def check_data(data_cfg: dict, cache_dir: Path) -> None:
-    """Dry-run the prep stage in memory (no file written) unless this exact input passed before."""
+def check_data(data_cfg: dict, cache_dir: Path) -> dict:
+    """Dry-run the prep stage in memory (no file written) unless this exact input passed before;
+    the shapes a model needs of the data (alchemist.train.model_check.shapes_of)."""
     labels = data_cfg.get("target") if str(data_cfg.get("source")).lower().endswith(".npy") else None
     key = short_hash({"cfg": data_cfg, "source": _file_stamp(data_cfg.get("source")),
                       "test": _file_stamp(data_cfg.get("test_file")), "labels": _file_stamp(labels)}, 24)
     stamp = cache_dir / f"data-ok-{key}"
-    if stamp.exists():
-        return
+    try:
+        return json.loads(stamp.read_text())["shapes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     from alchemist.data.prep import prepare
 
     prepared = prepare(copy.deepcopy(data_cfg))
     for line in (prepared.manifest.get("hygiene") or {}).get("warnings", []):
         print(f"alchemist: warning: {line}", file=sys.stderr)      # once per data + config
+    from alchemist.train.model_check import shapes_of
+
+    shapes = shapes_of(prepared.manifest)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(canonical_json(data_cfg))
+    stamp.write_text(canonical_json({"cfg": data_cfg, "shapes": shapes}))
+    return shapes
+
+
+def check_models(config: dict, shapes: dict, cache_dir: Path) -> None:
+    """Build every model the run will train once, on the data's shapes, unless this exact model
+    config passed before (alchemist.train.model_check; torch is imported only then)."""
+    from alchemist.search.stages import stage_specs
+
+    search = config.get("search") or {}
+    base, space, specs = config.get("train") or {}, search.get("space") or {}, stage_specs(search) or []
+    files = [base.get("model"), base.get("init_from"), *[s.get("set", {}).get("init_from") for s in specs]]
+    key = short_hash({"train": base, "space": space, "stages": specs, "shapes": shapes,
+                      "files": [_file_stamp(f) for f in files if isinstance(f, str)]}, 24)
+    stamp = cache_dir / f"models-ok-{key}"
+    if stamp.exists():
+        return
+    from alchemist.train.model_check import check_models as check
+
+    check(base, space, specs, shapes)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text("ok\n")
 
 
 def check_config_file(path: str) -> None:
@@ -70,7 +97,7 @@ def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemak
                             getattr(settings, "overwrite_config", None))
         validate(config)
         if main:
-            check_data(config["data"], cache_dir)
+            check_models(config, check_data(config["data"], cache_dir), cache_dir)
     except UserError as err:
         print(f"alchemist: config error: {err}", file=sys.stderr)
         sys.exit(2)

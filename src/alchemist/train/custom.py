@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import sys
 
 import torch
@@ -43,12 +44,25 @@ def instantiate(trials: list[dict], n_in: int, n_out: int, image_shape=None):
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise UserError(f"cannot import model {trials[0]['model']!r}: {err}") from err
+    where = f"train.model {trials[0]['model']!r}"
+    try:
+        inspect.signature(factory).bind(n_in, n_out, {})
+    except TypeError:
+        raise UserError(f"{where}: the factory must accept (n_inputs, n_outputs, config)") from None
+    except ValueError:                          # no signature to read (a builtin): call it anyway
+        pass
     nets, rng = [], []
     for t in trials:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(t["seed"]))
-            net = factory(n_in, n_out, {**t, "image_shape": image_shape})
+            try:
+                net = factory(n_in, n_out, {**t, "image_shape": image_shape})
+            except Exception as err:            # noqa: BLE001 - a user's code: one line
+                raise UserError(f"{where}: the factory raised {type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''}") from None
             rng.append(torch.get_rng_state())   # the trial's own dropout stream
+        if not isinstance(net, nn.Module):
+            raise UserError(f"{where}: the factory returned {type(net).__name__}, not a torch.nn.Module")
         if t["init"] != "torch":
             gen = trial_generator(t, "init")
             for m in net.modules():
