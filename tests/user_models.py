@@ -36,3 +36,8 @@ def nan_weights(n_in, n_out, cfg):
     with torch.no_grad():
         net.weight[0, 0] = float("nan")
     return net
+
+
+def reads_dropout(n_in, n_out, cfg):
+    """Reads `dropout` (and nothing else of the settings): only that model setting is searched."""
+    return nn.Sequential(nn.Linear(n_in, 32), nn.ReLU(), nn.Dropout(cfg["dropout"]), nn.Linear(32, n_out))

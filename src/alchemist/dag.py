@@ -26,9 +26,10 @@ def _file_stamp(path: str | None) -> list | None:
     return [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
 
 
-def check_data(data_cfg: dict, cache_dir: Path) -> dict:
+def check_data(data_cfg: dict, cache_dir: Path, run: bool = True) -> dict | None:
     """Dry-run the prep stage in memory (no file written) unless this exact input passed before;
-    the shapes a model needs of the data (alchemist.train.model_check.shapes_of)."""
+    the shapes a model needs of the data (alchemist.train.model_check.shapes_of). Without `run`
+    (a cluster job) only what a passed check recorded (None if nothing)."""
     labels = data_cfg.get("target") if str(data_cfg.get("source")).lower().endswith(".npy") else None
     key = short_hash({"cfg": data_cfg, "source": _file_stamp(data_cfg.get("source")),
                       "test": _file_stamp(data_cfg.get("test_file")), "labels": _file_stamp(labels)}, 24)
@@ -36,7 +37,8 @@ def check_data(data_cfg: dict, cache_dir: Path) -> dict:
     try:
         return json.loads(stamp.read_text())["shapes"]
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        if not run:
+            return None
     from alchemist.data.prep import prepare
 
     prepared = prepare(copy.deepcopy(data_cfg))
@@ -50,9 +52,11 @@ def check_data(data_cfg: dict, cache_dir: Path) -> dict:
     return shapes
 
 
-def check_models(config: dict, shapes: dict, cache_dir: Path) -> None:
+def check_models(config: dict, shapes: dict | None, cache_dir: Path, run: bool = True) -> list[str]:
     """Build every model the run will train once, on the data's shapes, unless this exact model
-    config passed before (alchemist.train.model_check; torch is imported only then)."""
+    config passed before (alchemist.train.model_check; torch is imported only then). Returns
+    the searched model settings no model reads (the search leaves them out); without `run`
+    (a cluster job re-reading the Snakefile) only what a passed check recorded."""
     from alchemist.search.stages import stage_specs
 
     search = config.get("search") or {}
@@ -61,13 +65,20 @@ def check_models(config: dict, shapes: dict, cache_dir: Path) -> None:
     key = short_hash({"train": base, "space": space, "stages": specs, "shapes": shapes,
                       "files": [_file_stamp(f) for f in files if isinstance(f, str)]}, 24)
     stamp = cache_dir / f"models-ok-{key}"
-    if stamp.exists():
-        return
+    try:
+        return list(json.loads(stamp.read_text())["unread"])
+    except (OSError, ValueError, KeyError, TypeError):
+        if not run or shapes is None:
+            return []
     from alchemist.train.model_check import check_models as check
 
-    check(base, space, specs, shapes)
+    unread = check(base, space, specs, shapes)
+    for k in unread:
+        print(f"alchemist: warning: search.space.{k}: model {base.get('model')!r} never reads "
+              f"{k!r}; it is not searched (kept at {base.get(k)!r})", file=sys.stderr)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text("ok\n")
+    stamp.write_text(canonical_json({"unread": unread}))
+    return unread
 
 
 def check_config_file(path: str) -> None:
@@ -96,8 +107,11 @@ def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemak
             check_overrides(list(getattr(workflow, "overwrite_configfiles", None) or []),
                             getattr(settings, "overwrite_config", None))
         validate(config)
-        if main:
-            check_models(config, check_data(config["data"], cache_dir), cache_dir)
+        shapes = check_data(config["data"], cache_dir, run=main)
+        unread = check_models(config, shapes, cache_dir, run=main)
+        if unread:                          # left out of every space (search.ignore)
+            search = config.setdefault("search", {})
+            search["ignore"] = sorted({*(search.get("ignore") or []), *unread})
     except UserError as err:
         print(f"alchemist: config error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -239,7 +253,8 @@ def plan_config(config: dict, stage: str) -> str:
                                    "pack_size": search.get("pack_size"),
                                    "seed": search.get("seed"), "stages": stages,
                                    **({"budget": search["budget"]} if search.get("budget") is not None
-                                      else {})}})
+                                      else {}),
+                                   **({"ignore": search["ignore"]} if search.get("ignore") else {})}})
 
 
 def plan_packs(plan_file: str) -> dict[str, list[str]]:

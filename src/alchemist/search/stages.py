@@ -241,6 +241,9 @@ def parse_search(config: Mapping[str, Any]) -> SearchConfig:
     space_raw = search.get("space")
     _require(isinstance(space_raw, Mapping) and bool(space_raw), "search.space",
              "expected a non-empty mapping of training setting: distribution")
+    ignore = set(search.get("ignore") or [])
+    kept = {k: v for k, v in space_raw.items() if k not in ignore}
+    space_raw = kept or space_raw           # (all ignored: the search would be empty; keep it)
     parse_space(space_raw)
     budget_s = None
     if search.get("budget") is not None:

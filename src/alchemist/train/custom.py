@@ -26,19 +26,24 @@ from alchemist.train.params import Slot, SlotModule, init_weight_, trial_generat
 
 def build_custom(trials: list[dict], n_in: int, n_out: int, image_shape=None) -> nn.Module:
     """The pack of a custom model: vectorised when it can be, else the loop (said on stderr)."""
-    nets, rng = instantiate(trials, n_in, n_out, image_shape)
+    read: set[str] = set()
+    nets, rng = instantiate(trials, n_in, n_out, image_shape, read)
     reason = why_not_vmap(nets, n_in)
     if reason is None:
         print(f"alchemist: model {trials[0]['model']}: {len(nets)} trials vectorised as one model "
               "(torch.func vmap)", file=sys.stderr, flush=True)
-        return VmapPack(nets)
-    print(f"alchemist: model {trials[0]['model']}: {len(nets)} trials run one after another, not "
-          f"vectorised ({reason})", file=sys.stderr, flush=True)
-    return CustomPack(nets, rng)
+        pack = VmapPack(nets)
+    else:
+        print(f"alchemist: model {trials[0]['model']}: {len(nets)} trials run one after another, not "
+              f"vectorised ({reason})", file=sys.stderr, flush=True)
+        pack = CustomPack(nets, rng)
+    pack.settings_read = frozenset(read)      # which trial settings the factory looked at
+    return pack
 
 
-def instantiate(trials: list[dict], n_in: int, n_out: int, image_shape=None):
-    """K instances and each one's RNG state after construction (its dropout stream)."""
+def instantiate(trials: list[dict], n_in: int, n_out: int, image_shape=None, read: set | None = None):
+    """K instances and each one's RNG state after construction (its dropout stream); `read`
+    collects the settings the factory read."""
     module_name, _, attr = trials[0]["model"].partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -52,15 +57,18 @@ def instantiate(trials: list[dict], n_in: int, n_out: int, image_shape=None):
     except ValueError:                          # no signature to read (a builtin): call it anyway
         pass
     nets, rng = [], []
+    read = set() if read is None else read
     for t in trials:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(t["seed"]))
+            settings = ReadKeys({**t, "image_shape": image_shape})
             try:
-                net = factory(n_in, n_out, {**t, "image_shape": image_shape})
+                net = factory(n_in, n_out, settings)
             except Exception as err:            # noqa: BLE001 - a user's code: one line
                 raise UserError(f"{where}: the factory raised {type(err).__name__}: "
                                 f"{str(err).splitlines()[0] if str(err) else ''}") from None
             rng.append(torch.get_rng_state())   # the trial's own dropout stream
+        read |= settings.read
         if not isinstance(net, nn.Module):
             raise UserError(f"{where}: the factory returned {type(net).__name__}, not a torch.nn.Module")
         if t["init"] != "torch":
@@ -73,6 +81,27 @@ def instantiate(trials: list[dict], n_in: int, n_out: int, image_shape=None):
                         nn.init.zeros_(m.bias)
         nets.append(net)
     return nets, rng
+
+
+class ReadKeys(dict):
+    """The settings a factory gets, noting which keys it reads: the search leaves out the model
+    settings it never reads (alchemist.train.model_check)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
 
 
 def why_not_vmap(nets: list[nn.Module], n_in: int) -> str | None:

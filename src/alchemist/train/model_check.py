@@ -19,6 +19,10 @@ import io
 
 from alchemist.errors import UserError
 
+#: what the built-in models read of a trial; a custom factory gets them too, and they matter
+#: only when it reads them (the engine itself applies init, init_mode, init_scale to its layers)
+MODEL_SETTINGS = ("hidden", "auto_width", "activation", "dropout", "batch_norm", "cnn_channels",
+                  "forget_bias")
 #: settings that change which model is built (a stage's `set:` or a space `choice` of them)
 SHAPING = ("model", "hidden", "auto_width", "activation", "batch_norm", "cnn_channels", "loss",
            "init", "init_from", "forget_bias")
@@ -31,8 +35,9 @@ def shapes_of(manifest: dict) -> dict:
             "sequence": manifest.get("sequence")}
 
 
-def check_model(trial: dict, shapes: dict, where: str = "train") -> None:
-    """UserError (one line, naming `where`) when this trial's model cannot train on the data."""
+def check_model(trial: dict, shapes: dict, where: str = "train") -> frozenset | None:
+    """UserError (one line, naming `where`) when this trial's model cannot train on the data;
+    else the settings a custom factory read (None for the built-in models)."""
     import torch
 
     from alchemist.train.losses import loss_kind, n_outputs
@@ -69,6 +74,7 @@ def check_model(trial: dict, shapes: dict, where: str = "train") -> None:
         got = tuple(out.shape[1:]) if out.dim() >= 2 else tuple(out.shape)
         raise UserError(f"{name}: returns outputs of shape {got} for 2 rows; the {task} task needs "
                         f"(2, {n_out}) — one {'logit per class' if n_out > 1 else 'value'} a row")
+    return getattr(model, "settings_read", None)
 
 
 def _first_line(err: BaseException) -> str:
@@ -98,8 +104,18 @@ def models_to_check(base: dict, space: dict, stages: list) -> list[tuple[str, di
     return out
 
 
-def check_models(base: dict, space: dict, stages: list, shapes: dict) -> None:
+def check_models(base: dict, space: dict, stages: list, shapes: dict) -> list[str]:
     """Check every model of a config (train:, the search space, the stages' `set:`) against the
-    data prep will write (`shapes_of` its manifest). UserError: one line."""
+    data prep will write (`shapes_of` its manifest); UserError: one line. Returns the searched
+    model settings no model of the run reads (a custom factory that ignores `dropout`): the
+    search leaves them out (search.ignore)."""
+    read: set[str] = set()
+    custom_only = True
     for where, trial in models_to_check(base, space, stages):
-        check_model(trial, shapes, where)
+        got = check_model(trial, shapes, where)
+        if got is None:
+            custom_only = False
+        else:
+            read |= got
+    searched = [k for k, v in (space or {}).items() if isinstance(v, dict)]
+    return sorted(k for k in searched if k in MODEL_SETTINGS and k not in read) if custom_only else []
