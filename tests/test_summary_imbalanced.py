@@ -1,5 +1,6 @@
 """On an imbalanced table (10 % positives) the search ranks by balanced accuracy (data.metric:
-auto says so) and the run's summary reports it beside the majority-class baseline."""
+auto says so), training weighs the classes alike (data.rebalance: auto) and the run's summary
+reports both beside the majority-class baseline."""
 from __future__ import annotations
 
 import json
@@ -30,6 +31,9 @@ def test_imbalanced_table_is_ranked_by_balanced_accuracy(workflow: Workflow):
     results = workflow.root / "results"
     prep = json.loads((results / "data/prep.json").read_text())
     assert prep["metric"]["name"] == "balanced_accuracy" and "auto" in prep["metric"]["reason"]
+    assert prep["rebalance"]["method"] == "class_weight" and prep["rebalance"]["reason"].startswith("auto")
+    weights = prep["rebalance"]["class_weights"]
+    assert weights[1] > 3 * weights[0]                        # the rare class weighs more
     winner = json.loads((results / "pick/winner.json").read_text())
     assert winner["metric"] == "val_balanced_accuracy"
     metrics = pd.read_parquet(next((results / "seeds/trials").glob("*/metrics.parquet")))
@@ -43,4 +47,5 @@ def test_imbalanced_table_is_ranked_by_balanced_accuracy(workflow: Workflow):
     assert (f"majority-class baseline (always the most frequent class): val_accuracy {share:.4f}, "
             "val_balanced_accuracy 0.5000") in summary, summary
     assert f"WINNER {winner['winner']['config_id']}: val_balanced_accuracy" in summary
+    assert "training rebalanced: class weight (PB-4; auto: trials are ranked by balanced_accuracy" in summary
     assert winner["winner"]["mean"] > 0.5                     # better than the majority guess

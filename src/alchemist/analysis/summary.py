@@ -76,6 +76,7 @@ def build(results: Path, config: dict) -> dict | None:
         "majority": max(val.values()) / sum(val.values()) if val else None,
         "metric": selection.get("metric") or "val_metric",
         "why": (prep.get("metric") or {}).get("reason"),
+        "rebalance": prep.get("rebalance") or {},
         "direction": "higher is better" if selection.get("mode") == "max" else "lower is better",
         "confidence": selection.get("confidence", 0.95), "winner": winner, "runner_up": runner,
         "within_noise": selection.get("within_noise"), "differs": differs,
@@ -109,6 +110,10 @@ def lines(s: dict) -> list[str]:
            + (f", {s['classes']} classes" if s["classes"] else "") + ")",
            f"selection metric: {s['metric']} ({s['direction']})"
            + (f"; {s['why']}" if s.get("why") and s["why"] != "regression" else "")]
+    rebalance = s.get("rebalance") or {}
+    if rebalance.get("method", "none") != "none":
+        out.append(f"training rebalanced: {rebalance['method'].replace('_', ' ')} (PB-4; "
+                   f"{rebalance.get('reason', 'data.rebalance')})")
     if s["majority"] is not None:
         out.append(f"majority-class baseline (always the most frequent class): "
                    f"val_accuracy {s['majority']:.4f}, val_balanced_accuracy {1 / max(s['classes'], 2):.4f}")

@@ -109,8 +109,9 @@ class ArrayPrep:
             "missing": {"policy": "refuse (array sources must be finite)", "medians": {}, "fill": {}},
             "source": {"name": self.src.name, "sha256": self.src.sha256, "rows": len(self.src.y),
                        "test_file": None, "test_file_sha256": None},
-            "rebalance": rebalance_plan(y_train, self.task, len(self.classes), cfg.get("rebalance", "none")),
-            "metric": choose_metric(cfg.get("metric", "auto"), self.task, y_train, len(self.classes)),
+            "metric": (metric := choose_metric(cfg.get("metric", "auto"), self.task, y_train, len(self.classes))),
+            "rebalance": rebalance_plan(y_train, self.task, len(self.classes), cfg.get("rebalance", "auto"),
+                                        metric["name"]),
             "config": cfg,
         }
 

@@ -139,12 +139,12 @@ def prepare(cfg: dict) -> PreparedSplits:
         "source": {"name": src.name, "sha256": src.sha256, "rows": n_source,
                    "test_file": cfg.get("test_file"),
                    "test_file_sha256": file_sha256(Path(cfg["test_file"])) if cfg.get("test_file") else None},
-        "rebalance": rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
-                                    cfg.get("rebalance", "none")),
         "metric": choose_metric(cfg.get("metric", "auto"), task,
                                 tables["train"].column(TARGET).to_numpy(), len(classes)),
         "config": cfg,
     }
+    manifest["rebalance"] = rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
+                                           cfg.get("rebalance", "auto"), manifest["metric"]["name"])
     manifest["audit"] = audit(manifest, tables, feats["train"], encoder)
     used = encoder.numeric + list(encoder.categorical)
     fingerprints = test_fingerprints(

@@ -134,10 +134,22 @@ def choose_metric(requested: str, task: str, y_train: np.ndarray, n_classes: int
                                           f"train, fair share {fair:.1%})"}
 
 
-def rebalance_plan(y: np.ndarray, task: str, n_classes: int, method: str) -> dict:
-    """PB-4: inverse-frequency class weights, used as loss weights or oversampling weights."""
+BALANCED = ("balanced_accuracy", "macro_f1")     # selection metrics that weigh every class alike
+
+
+def rebalance_plan(y: np.ndarray, task: str, n_classes: int, method: str, metric: str | None = None) -> dict:
+    """PB-4: inverse-frequency class weights, used as loss weights or oversampling weights.
+    `auto`: class weights when trials are ranked by a balanced metric (training then aims at
+    what is measured), else none; the plan says why."""
+    if method == "auto":
+        if task != "regression" and metric in BALANCED:
+            method, reason = "class_weight", f"auto: trials are ranked by {metric}, so training weighs classes alike"
+        else:
+            method, reason = "none", "auto: trials are ranked by a metric that does not weigh classes alike"
+    else:
+        reason = "data.rebalance"
     if task == "regression" or method == "none":
-        return {"method": "none", "class_weights": None}
+        return {"method": "none", "class_weights": None, "reason": reason}
     counts = np.bincount(y, minlength=n_classes).astype(float)
     weights = len(y) / (n_classes * np.maximum(counts, 1))
-    return {"method": method, "class_weights": [round(float(w), 6) for w in weights]}
+    return {"method": method, "class_weights": [round(float(w), 6) for w in weights], "reason": reason}
