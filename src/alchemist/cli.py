@@ -31,6 +31,7 @@ COMMANDS = {
     "final-test": "final_evaluation",
     "lockbox": "lockbox",
     "predict": "predict",
+    "progress": "progress",
 }
 
 

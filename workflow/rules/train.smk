@@ -35,9 +35,12 @@ rule train_pack:
     shell:
         # --mem-mb caps the process (a pack that does not fit is retried smaller, or fails with one
         # line); exit 137 is a SIGKILL from outside (the kernel's out-of-memory killer): say so.
+        # Then one line of the stage's progress on the terminal (alchemist progress).
         "rc=0; {ALCHEMIST} train --plan {params.plan} --pack {wildcards.pack} --data-dir {DATA} "
         "--out-dir {params.trials} --done {output} --threads {threads} --mem-mb {resources.mem_mb} "
         "> {log} 2>&1 || rc=$?; if [ $rc -eq 137 ]; then echo \"alchemist: pack {wildcards.pack} was "
         "killed (SIGKILL: most likely the machine ran out of memory; each training job may use "
         "resources.train.mem_mb = {resources.mem_mb} MB, so give Snakemake --resources mem_mb=<this "
-        "machine's MB> or lower search.pack_size)\" | tee -a {log} >&2; fi; exit $rc"
+        "machine's MB> or lower search.pack_size)\" | tee -a {log} >&2; fi; "
+        "if [ $rc -eq 0 ]; then {ALCHEMIST} progress --results {RESULTS} --stage {wildcards.stage} "
+        "--round {wildcards.round} >&2 || true; fi; exit $rc"

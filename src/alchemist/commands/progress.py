@@ -1,0 +1,24 @@
+"""`alchemist progress`: one line on a stage's round — trials done of its total, the best so far
+by the metric's name, time left (alchemist.analysis.progress). The train rule prints it after
+each pack, so a sweep's progress shows in the terminal, not only in the pack logs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Print a stage's progress: trials done of the round's total, the best so far, time left."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--stage", required=True)
+    p.add_argument("--round", type=int, default=1, dest="round_")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alchemist.analysis.progress import stage_line
+
+    line = stage_line(args.results, args.stage, args.round_)
+    if line:
+        print(f"alchemist: {line}", flush=True)
+    return 0
