@@ -44,8 +44,15 @@ def test_mean_std_and_t_interval_per_configuration():
 
 def test_overlapping_intervals_are_flagged_within_noise():
     result = select_winner(_repeat({1e-3: [0.90, 0.95, 0.92], 1e-2: [0.91, 0.93, 0.89]}))
-    assert result["winner"]["params"]["lr"] == 1e-3                # higher mean wins
     assert result["within_noise"] is True
+    assert result["winner"]["params"]["lr"] == 1e-2                # a tie within noise: the smaller CI
+    assert result["runner_up"]["params"]["lr"] == 1e-3 and result["runner_up"]["mean"] > result["winner"]["mean"]
+    assert result["tie_break"]["rule"] == "smaller_ci" and "2 configurations are within noise" in \
+        result["tie_break"]["text"]
+    steady = select_winner(_repeat({1e-3: [0.92, 0.93, 0.92], 1e-2: [0.90, 0.95, 0.88]}))
+    assert steady["winner"]["params"]["lr"] == 1e-3 and steady["tie_break"]["rule"] == "best_mean"
+    clear = select_winner(_repeat({1e-3: [0.90, 0.92, 0.91], 1e-2: [0.5, 0.52, 0.51]}))
+    assert clear["tie_break"]["text"] == "the best mean, clear of the rest" and not clear["within_noise"]
 
 
 def test_mode_min_and_failed_seeds():

@@ -80,6 +80,7 @@ def build(results: Path, config: dict) -> dict | None:
         "direction": "higher is better" if selection.get("mode") == "max" else "lower is better",
         "confidence": selection.get("confidence", 0.95), "winner": winner, "runner_up": runner,
         "within_noise": selection.get("within_noise"), "differs": differs,
+        "tie_break": (selection.get("tie_break") or {}).get("text"),
         "winner_file": str(winners[-1]), "leaderboard": str(results / source / "leaderboard.csv"),
         "figures": str(results / "plots"), "mlflow": mlflow_link(results, config.get("mlflow", {})),
         "lockbox": _lockbox(status), "budget": budget_used(results, winners[-1]),
@@ -118,6 +119,8 @@ def lines(s: dict) -> list[str]:
         out.append(f"majority-class baseline (always the most frequent class): "
                    f"val_accuracy {s['majority']:.4f}, val_balanced_accuracy {1 / max(s['classes'], 2):.4f}")
     out.append(f"WINNER {w['config_id']}: {s['metric']} {_interval(w, conf)}")
+    if s.get("tie_break") and "within noise" in s["tie_break"]:
+        out.append(f"  chosen how: {s['tie_break']}")
     settings = ", ".join(f"{k}={_fmt(v)}" for k, v in s["differs"].items()) or "the defaults"
     out.append(f"  settings that differ from the defaults: {settings}")
     if r:
