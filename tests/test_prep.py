@@ -106,8 +106,13 @@ def test_same_seed_same_bytes_other_seed_other_split(tmp_path):
 def test_other_ratios_and_regression(tmp_path):
     m = prepare(digits_cfg(val_fraction=0.3)).manifest["splits"]
     assert abs(m["val"]["rows"] - 0.3 * (m["train"]["rows"] + m["val"]["rows"])) <= 1
-    reg = prepare(digits_cfg(source="sklearn:diabetes")).manifest
+    regression = prepare(digits_cfg(source="sklearn:diabetes"))
+    reg = regression.manifest
     assert reg["task"] == "regression" and reg["n_classes"] == 1 and reg["classes"] == []
+    train_y = regression.tables["train"].column(TARGET).to_numpy()
+    val_y = regression.tables["val"].column(TARGET).to_numpy().astype(float)
+    assert reg["baseline"]["value"] == pytest.approx(train_y.mean(), rel=1e-5)     # guessing the mean
+    assert reg["baseline"]["val_rmse"] == pytest.approx(np.sqrt(((val_y - train_y.mean()) ** 2).mean()), rel=1e-5)
     binary = prepare(digits_cfg(source="sklearn:breast_cancer", normalise="minmax")).manifest
     assert binary["task"] == "binary"
     cols = binary["normalisation"]["columns"]
@@ -134,6 +139,11 @@ def test_categorical_missing_and_constant_columns(tmp_path):
     assert man["missing"]["medians"]["num"] == pytest.approx(
         df.iloc[train[ROW_ID]]["num"].median())     # median from TRAIN rows only
     assert prepared.tables["train_coarse"].num_rows == 50
+    gaps = man["hygiene"]["imputed"]["num"]           # prep says what it filled, where and with what
+    assert sum(gaps.values()) == df["num"].isna().sum() and gaps["train"] > 0
+    line = next(w for w in man["hygiene"]["warnings"] if "'num' is missing" in w)
+    assert f"{gaps['train']} in train" in line and "filled with the train median" in line
+    assert f"{man['missing']['medians']['num']:.6g}" in line and "'num__missing'" in line
 
 
 def test_unseen_category_in_test_file_is_all_zero(tmp_path):

@@ -70,7 +70,7 @@ def test_prep_cli_prints_the_warnings_and_predict_applies_them(customers, tmp_pa
                            "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("alchemist: warning: data:")]
-    assert len(warnings) == 5, proc.stderr                  # id, dates expanded, empty, inf, city cap
+    assert len(warnings) == 6, proc.stderr                  # id, dates expanded, empty, inf, its imputation, city cap
     from alchemist.train.predict import encode_new
 
     manifest = json.loads((out / "prep.json").read_text())

@@ -77,6 +77,7 @@ def build(results: Path, config: dict) -> dict | None:
         "metric": selection.get("metric") or "val_metric",
         "why": (prep.get("metric") or {}).get("reason"),
         "rebalance": prep.get("rebalance") or {},
+        "baseline": prep.get("baseline"),
         "direction": "higher is better" if selection.get("mode") == "max" else "lower is better",
         "confidence": selection.get("confidence", 0.95), "winner": winner, "runner_up": runner,
         "within_noise": selection.get("within_noise"), "differs": differs,
@@ -115,6 +116,9 @@ def lines(s: dict) -> list[str]:
     if rebalance.get("method", "none") != "none":
         out.append(f"training rebalanced: {rebalance['method'].replace('_', ' ')} (PB-4; "
                    f"{rebalance.get('reason', 'data.rebalance')})")
+    if s.get("baseline"):
+        b = s["baseline"]
+        out.append(f"baseline (always predict the {b['predict']}, {b['value']:.4g}): val_rmse {b['val_rmse']:.4f}")
     if s["majority"] is not None:
         out.append(f"majority-class baseline (always the most frequent class): "
                    f"val_accuracy {s['majority']:.4f}, val_balanced_accuracy {1 / max(s['classes'], 2):.4f}")

@@ -51,6 +51,7 @@ class FeatureEncoder:
     scale: np.ndarray | None = None   # std (zscore) or max-min (minmax)
     capped: dict[str, int] = field(default_factory=dict)      # rare categories put in OTHER
     groups: list[list[int]] | None = None    # numeric column indices sharing statistics (channels)
+    gaps: dict[str, dict[str, int]] = field(default_factory=dict)   # column -> split -> values missing
 
     # ------------------------------------------------------------------ fit (train only)
     @classmethod
@@ -68,6 +69,8 @@ class FeatureEncoder:
                             f"non-finite value(s) in the {split} split "
                             "(set data.missing: impute to fill them with the train median)")
         enc = cls(numeric=numeric, method=method)
+        for col, split, count in bad:
+            enc.gaps.setdefault(col, {})[split] = count
         if image_shape and not categorical_cols and len(numeric) == int(np.prod(image_shape)):
             per = len(numeric) // image_shape[0]
             enc.groups = [list(range(c * per, (c + 1) * per)) for c in range(image_shape[0])]
@@ -88,6 +91,20 @@ class FeatureEncoder:
             enc.medians[col] = enc.fill[col]
         enc.shift, enc.scale = _statistics(enc, train, method)
         return enc
+
+    def imputation_report(self) -> list[str]:
+        """What imputation did, one line a column (prep prints them, prep.json keeps them)."""
+        lines = []
+        for col, counts in self.gaps.items():
+            where = ", ".join(f"{n} in {split}" for split, n in counts.items())
+            if col in self.fill:
+                extra = f", plus an indicator column '{col}__missing'" if col in self.medians else ""
+                lines.append(f"data: column '{col}' is missing {where}: filled with the train median "
+                             f"{self.fill[col]:.6g}{extra}")
+            else:
+                lines.append(f"data: column '{col}' is missing {where}: a category of its own "
+                             f"('{MISSING_CATEGORY}')")
+        return lines
 
     # ------------------------------------------------------------------ apply (any split)
     @property

@@ -107,6 +107,8 @@ def prepare(cfg: dict) -> PreparedSplits:
                                  min_frequency=cfg.get("min_frequency"),
                                  image_shape=src.image_shape if src.extra.get("per_channel") else None)
     hygiene["capped"] = encoder.capped
+    hygiene["imputed"] = encoder.gaps
+    hygiene["warnings"] += encoder.imputation_report()
     hygiene["warnings"] += [f"data: column '{c}' has {n} rare categories beyond data.max_categories/"
                             f"min_frequency: one '{c}=__other__' column holds them"
                             for c, n in encoder.capped.items()]
@@ -143,6 +145,11 @@ def prepare(cfg: dict) -> PreparedSplits:
                                 tables["train"].column(TARGET).to_numpy(), len(classes)),
         "config": cfg,
     }
+    if task == "regression":        # what guessing scores: always the train mean (the summary's baseline)
+        mean = float(np.mean(tables["train"].column(TARGET).to_numpy()))
+        val_y = tables["val"].column(TARGET).to_numpy().astype(np.float64)
+        manifest["baseline"] = {"predict": "train mean", "value": mean,
+                                "val_rmse": float(np.sqrt(np.mean((val_y - mean) ** 2)))}
     manifest["rebalance"] = rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
                                            cfg.get("rebalance", "auto"), manifest["metric"]["name"])
     manifest["audit"] = audit(manifest, tables, feats["train"], encoder)
