@@ -93,4 +93,16 @@ def test_importance_is_skipped_when_every_trial_scores_the_same(tmp_path):
     make_stage(tmp_path, "coarse", 10, epochs=3)
     table = stage_table(tmp_path / "coarse").assign(best_val_metric=0.5)
     made = importance_and_history(table, tmp_path / "coarse", tmp_path / "figs")
-    assert [p.name for p in made] == ["history.png"]
+    assert [p.name for p in made][0] == "history.png" and "importance.png" not in [p.name for p in made]
+
+
+def test_a_searched_stage_gets_contour_and_parallel_coordinates(tmp_path):
+    """Optuna's contour (every pair of searched settings) and parallel-coordinate figures, with
+    the metric's name; the contour only where two or more settings were searched."""
+    from alchemist.analysis.figures import importance_and_history
+
+    make_stage(tmp_path, "coarse", 10, epochs=3)
+    table = stage_table(tmp_path / "coarse")
+    made = {p.name: p for p in importance_and_history(table, tmp_path / "coarse", tmp_path / "figs")}
+    assert {"contour.png", "parallel_coordinates.png"} <= set(made)
+    assert all(_is_png(p) for p in made.values())

@@ -1,8 +1,8 @@
 """A stage's figures, assembled (`stage_figures`: what `alchemist plot` and `publish` draw), and
 what a search stage teaches beyond its best trial: which settings mattered (fANOVA through
-optuna.importance, on a study rebuilt from the stage table) and how the best value grew as the
-stage sampled (Optuna's history plot), drawn with Optuna's matplotlib figures and labelled with
-the metric's name."""
+optuna.importance, on a study rebuilt from the stage table), how the best value grew as the
+stage sampled (Optuna's history plot), and how the settings combine (contour and parallel
+coordinates), drawn with Optuna's matplotlib figures and labelled with the metric's name."""
 from __future__ import annotations
 
 import sys
@@ -95,7 +95,51 @@ def importance_and_history(table: pd.DataFrame, stage_dir: Path, out_dir: Path) 
                                                                                    text.get_text()))
         ax.figure.set_size_inches(8, 3.8)
         made.append(_save(ax.figure, Path(out_dir) / "history.png", right=1.8))
+        made += settings_figures(study, Path(stage_dir).name, name, Path(out_dir))
     return made
+
+
+CONTOUR_PARAMS = 4      # a contour grid of n settings has n² panels: the first few are drawn
+
+
+def settings_figures(study, stage: str, name: str, out_dir: Path) -> list[Path]:
+    """How the settings combine (what Optuna users look at): the metric over every pair of
+    searched settings (plot_contour, interpolated between trials) and each trial as one line
+    across all of them (plot_parallel_coordinate)."""
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    made = []
+    params = list(study.trials[0].params)
+    if len(params) >= 2:
+        side = 2.6 * min(len(params), CONTOUR_PARAMS)
+        with plt.rc_context({"figure.figsize": (max(side + 1.5, 6), max(side, 4.5))}):
+            axes = ovm.plot_contour(study, params=params[:CONTOUR_PARAMS])
+        fig = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+        fig.suptitle(f"{stage}: {name} over pairs of settings (interpolated between trials)", x=0.02,
+                     ha="left")
+        made.append(_save_as_laid_out(fig, name, out_dir / "contour.png"))
+    with plt.rc_context({"figure.figsize": (2.2 * len(params) + 3, 4.5)}):
+        ax = ovm.plot_parallel_coordinate(study)
+    _title(ax, f"{stage}: each trial across its settings, coloured by {name}")
+    ax.set_xticklabels([name if t.get_text() == "Objective Value" else t.get_text()
+                        for t in ax.get_xticklabels()], rotation=0)
+    made.append(_save_as_laid_out(ax.figure, name, out_dir / "parallel_coordinates.png"))
+    return made
+
+
+def _save_as_laid_out(fig, name: str, out: Path) -> Path:
+    """Saved without moving Optuna's layout (margins would slide its colour scale over the
+    panels); its 'Objective Value' labels say the metric's name."""
+    import matplotlib.pyplot as plt
+
+    for ax in fig.axes:
+        if ax.get_ylabel() == "Objective Value":
+            ax.set_ylabel(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return out
 
 
 def stage_figures(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None,

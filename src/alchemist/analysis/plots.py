@@ -173,14 +173,17 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
 
 
 def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0.95) -> Path:
-    """Per configuration: each seed's best_val_metric as a point, with mean ± CI (PB-31)."""
-    configs = [c for c in configurations(repeat_table.itertuples(index=False), confidence) if c["n"]]
+    """Per configuration, best first (by mean): each seed's best_val_metric as a point, with
+    mean ± CI (PB-31)."""
+    mode = "min" if (repeat_table["mode"] == "min").any() else "max"
+    configs = ranked_configurations(configurations(repeat_table.itertuples(index=False), confidence), mode)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(configs) + 2), 3.8))
     rng = np.random.default_rng(0)
     for i, c in enumerate(configs):
         ax.scatter(i + rng.uniform(-0.12, 0.12, c["n"]), c["values"], s=16, alpha=0.7, color="C0")
         ax.errorbar(i + 0.3, c["mean"], yerr=c["ci_half_width"] or 0.0, fmt="o", color="C3", capsize=4)
-    ax.set_xticks(range(len(configs)), [f"{c['config_id']}\n(n={c['n']})" for c in configs], fontsize=8)
+    ax.set_xticks(range(len(configs)), [f"#{i + 1} {c['config_id']}\n(n={c['n']})" for i, c in enumerate(configs)],
+                  fontsize=8)
     ax.set_ylabel(metric_label(repeat_table))
     ax.set_title(f"seed spread: each seed, mean ± {confidence:.0%} CI (PB-31)", fontsize=10)
     ax.grid(alpha=0.3)
