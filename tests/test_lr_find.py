@@ -26,12 +26,13 @@ def test_lr_find_writes_table_plot_and_a_sensible_suggestion(digits_dir, tmp_pat
     assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_suggestion_is_the_steepest_fall_before_the_minimum():
+def test_suggestion_is_a_tenth_of_the_minimum_or_the_valley():
     lrs = np.geomspace(1e-5, 1, 60)
     x = np.log10(lrs)
-    loss = 2 - np.tanh(2 * (x + 2.5)) + np.where(x > -1, (x + 1) ** 2 * 30, 0)   # steepest at 10^-2.5
-    assert suggest(lrs, loss) == pytest.approx(10 ** -2.5, rel=0.25)
-
+    loss = 2 - np.tanh(2 * (x + 2.5)) + np.where(x > -1, (x + 1) ** 2 * 30, 0)   # minimum near 10^-1
+    assert suggest(lrs, loss) == pytest.approx(lrs[np.argmin(loss)] / 10)
+    falling = 2 - np.tanh(2 * (x + 2.5))                  # never blows up: the valley's 2/3 point
+    assert 10 ** -2.5 < suggest(lrs, falling, diverged=False) < 10 ** -0.5
 
 
 def test_smoothed_loss_does_not_lag_and_the_axis_stays_on_the_losses():
