@@ -163,13 +163,17 @@ def _limit_text(device=None) -> str:
 
 class Progress:
     """One flushed line per epoch in the job's log (`tail -f results/logs/train/...`): the epoch,
-    trials still running, the best validation metric so far (by name) and its trial, elapsed
-    time and an estimate of the time left."""
+    trials still running, the best validation metric so far (by name; each trial's value at the
+    epoch it keeps, which is why it can go down) and its trial, elapsed time and the time left."""
 
     def __init__(self, trainer: PackTrainer, pack_id: str):
         self.t0, self.pack_id, self.start_epoch = time.perf_counter(), pack_id, trainer.epoch
         self.name = f"val_{trainer.metric}"
         self.minimise = trainer.loss == "mse"
+        # what "best" means: each trial's value at the epoch early stopping keeps (its lowest
+        # val_loss, unless it monitors the metric itself), not the highest value it ever showed
+        monitors = {t["monitor"] for t in trainer.trials}
+        self.at = "" if monitors == {"val_metric"} else ", at its lowest val_loss"
 
     def __call__(self, tr: PackTrainer) -> None:
         done = tr.epoch - self.start_epoch
@@ -179,7 +183,7 @@ class Progress:
         shown = ""
         if best:
             value, tid = (min if self.minimise else max)(best)
-            shown = f" · best {self.name} {value:.4f} (trial {tid})"
+            shown = f" · best {self.name} {value:.4f} (trial {tid}{self.at})"
         left = elapsed / max(done, 1) * (tr.epochs - tr.epoch) if any(tr.active) else 0.0
         print(f"pack {self.pack_id} · epoch {tr.epoch}/{tr.epochs} · {sum(tr.active)}/{tr.K} running"
               f"{shown} · {elapsed:.1f} s elapsed · ~{left:.1f} s left", file=sys.stderr, flush=True)
