@@ -26,9 +26,9 @@ def _train(tmp_path, digits_dir, trials, mem_mb):  # noqa: F811
 
 @pytest.mark.slow
 def test_a_pack_that_does_not_fit_is_retried_smaller_and_finishes(tmp_path, digits_dir):  # noqa: F811
-    proc = _train(tmp_path, digits_dir, [dict(WIDE, seed=s) for s in range(4)], 1200)
+    proc = _train(tmp_path, digits_dir, [dict(WIDE, seed=s) for s in range(4)], 1500)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "4 trials ran out of memory within resources.train.mem_mb = 1200 MB" in proc.stderr
+    assert "4 trials ran out of memory within resources.train.mem_mb = 1500 MB" in proc.stderr
     assert "retrying as packs of 2 and 2" in proc.stderr and "Traceback" not in proc.stderr
     done = json.loads((tmp_path / "done.json").read_text())
     assert sorted(done["trials"].values()) == ["completed"] * 4

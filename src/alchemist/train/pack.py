@@ -140,9 +140,15 @@ def _train(trials, data, out_dir: Path, pack_id: str, keep_checkpoint: bool):
         error = traceback.format_exc()
         print(error, file=sys.stderr)
         trainer.status = ["failed" if s == "running" else s for s in trainer.status]
-    write_outputs(trainer, dirs, prep, error)
-    for k, (t, d) in enumerate(zip(trials, dirs)):
-        ckpt.save_continuation(d, t, trainer.start[k], trainer.cont[k])
+    try:
+        write_outputs(trainer, dirs, prep, error)
+        for k, (t, d) in enumerate(zip(trials, dirs)):
+            ckpt.save_continuation(d, t, trainer.start[k], trainer.cont[k])
+    except Exception as err:                # noqa: BLE001 - saving copies every trial's weights
+        if is_out_of_memory(err):
+            del trainer, save
+            raise OutOfMemory() from None
+        raise
     if not keep_checkpoint:
         ckpt.discard(path)
     return {t["trial_id"]: s for t, s in zip(trials, trainer.status)}
