@@ -63,3 +63,14 @@ def test_settings_added_later_rename_nothing_at_their_defaults():
     assert config_id(now) == config_id({**before, "lr": 0.01, "trial_id": "x", "seed": 3})
     rotated = make_trial({}, {"lr": 0.01, "aug_rotate": 5.0})
     assert rotated["trial_id"] != now["trial_id"] and config_id(rotated) != config_id(now)
+
+
+def test_a_configuration_keeps_its_family_id_across_stages():
+    """The fine stage's configuration and its repeat (more epochs, another stage and split) share
+    a family id; another hyperparameter does not."""
+    from alchemist.analysis.stats import config_id, family_id
+
+    fine = {"lr": 0.01, "dropout": 0.2, "epochs": 30, "stage": "fine", "data": "train", "seed": 0}
+    repeat = {**fine, "epochs": 40, "stage": "repeat", "seed": 3}
+    assert config_id(fine) != config_id(repeat) and family_id(fine) == family_id(repeat)
+    assert family_id({**fine, "lr": 0.02}) != family_id(fine)

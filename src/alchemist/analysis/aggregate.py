@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alchemist.analysis.stats import configurations
+from alchemist.analysis.stats import configurations, family_id
 from alchemist.analysis.tables import varied_columns
 from alchemist.atomic import replacing
 from alchemist.trial import canonical_json
@@ -28,7 +28,7 @@ def seeds_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         if c["n"] == 0:
             continue
         low, high = c["ci"] or (None, None)
-        rows.append({"config_id": c["config_id"], "n": c["n"], "mean": c["mean"], "std": c["std"],
+        rows.append({"config_id": c["config_id"], "family_id": family_id(c["params"]), "n": c["n"], "mean": c["mean"], "std": c["std"],
                      "ci_low": low, "ci_high": high, "ci_half_width": c["ci_half_width"],
                      "mode": mode[c["config_id"]], "trial_ids": ",".join(c["trial_ids"]),
                      "params_json": canonical_json(c["params"])})

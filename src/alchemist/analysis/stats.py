@@ -5,7 +5,8 @@ and tracking all use these, so every file, figure and MLflow tag agrees.
 * usable: status completed or early_stopped, and a finite `best_val_metric`; diverged and failed
   trials never rank or win;
 * configuration: a trial's settings without `seed` and `trial_id`; its id is the first 12 hex
-  chars of sha256 of their canonical JSON (`config_id`);
+  chars of sha256 of their canonical JSON (`config_id`); its family id (`family_id`) leaves out
+  the stage, data split and epochs too, so it stays the same from the fine stage to the repeat;
 * interval: mean ± t(1 - (1-c)/2, n-1) · std / √n with the sample std (ddof 1); undefined (None)
   for fewer than two values.
 """
@@ -20,11 +21,20 @@ from alchemist.trial import identity, short_hash
 
 USABLE_STATUSES = frozenset({"completed", "early_stopped"})
 NOT_CONFIG_KEYS = ("trial_id", "seed")
+#: what a stage sets around the hyperparameters: left out of a configuration's family id, so a
+#: fine configuration and its repeat (more epochs, another stage) share one
+STAGE_KEYS = ("stage", "data", "epochs", "schedule_epochs")
 
 
 def config_id(settings: dict) -> str:
     """Id of a configuration: the hash of its settings without seed and trial id."""
     return short_hash(config_settings(settings))
+
+
+def family_id(settings: dict) -> str:
+    """Id of a configuration across stages: its hyperparameters only (no stage, data split or
+    epoch budget): the same for a coarse or fine trial and the repeat of its configuration."""
+    return short_hash({k: v for k, v in config_settings(settings).items() if k not in STAGE_KEYS})
 
 
 def config_settings(settings: dict) -> dict:

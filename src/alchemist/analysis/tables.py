@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from alchemist.analysis.stats import config_id
+from alchemist.analysis.stats import config_id, family_id
 from alchemist.errors import UserError
 from alchemist.trial import canonical_json
 
@@ -96,6 +96,7 @@ def trial_row(trial_dir: Path, pack_id: str | None = None, round_: int | None = 
     row.update({f"best_{name}": value for name, value in
                 (summary.get("best_epoch_metrics") or {}).items()})   # e.g. best_val_r2
     row["config_id"] = config_id(config)
+    row["family_id"] = family_id(config)
     row["params_json"] = canonical_json(config)
     row.update({f"p.{k}": v for k, v in sorted(flatten(config).items()) if k != "trial_id"})
     return row

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alchemist.analysis.stats import config_id
+from alchemist.analysis.stats import config_id, family_id
 from alchemist.analysis.tables import flatten
 from alchemist.track.backend import retry
 from alchemist.track.writer import PARENT, Finish, RunSpec, log_files, metric_value
@@ -105,6 +105,7 @@ def trial_spec(trial_dir: Path, stage: str, parent_id: str, digest: str, config:
     tags.update({f"alchemist.{k}": str(v) for k, v in {
         "status": summary.get("status"), "mode": summary.get("mode"), "metric": f"val_{metric}",
         "config_id": config_id(config) if config else None,
+        "family_id": family_id(config) if config else None,
         "pack_id": folder.pack_of.get(tid) or pack_key(config), "diagnosis": diagnosis.get("label"),
         "next_step": diagnosis.get("next_step")}.items() if v is not None})
     flat = flatten(config)
