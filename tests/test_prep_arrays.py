@@ -122,6 +122,29 @@ def test_a_folder_of_16_bit_grey_pngs_keeps_its_range(tmp_path, monkeypatch):
     assert prep(tmp_path, source=str(tmp_path / "imgs"), image_size=[10, 10])["source"] != m["source"]
 
 
+def test_a_folder_says_what_decoding_did(tmp_path, monkeypatch):
+    """Images of another size are resized (from which sizes, how many), grey ones among colour
+    ones become RGB: in prep's notes (its log and prep.json), also when the folder was decoded before."""
+    from PIL import Image
+
+    monkeypatch.setenv("ALCHEMIST_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(12):
+            w, h = (12, 12) if i % 4 else (20, 14)
+            if i == 5:
+                Image.fromarray(rng.integers(0, 255, (h, w)).astype(np.uint8), "L").save(
+                    tmp_path / "imgs" / label / f"{i}.png")
+            else:
+                Image.fromarray(rng.integers(0, 255, (h, w, 3)).astype(np.uint8), "RGB").save(
+                    tmp_path / "imgs" / label / f"{i}.png")
+    for _ in range(2):                          # the second time from the cache
+        notes = prep(tmp_path, source=str(tmp_path / "imgs"), image_size=[12, 12])["hygiene"]["warnings"]
+        assert notes == ["data: 6 of 24 images resized to 12×12 (width × height, bilinear; data.image_size): "
+                         "6 of 20×14", "data: 2 grey image(s) among colour ones: converted to RGB (3 equal channels)"]
+
+
 LIMIT_MB = 640      # RLIMIT_DATA of the prep and train processes: what they may allocate
 
 

@@ -100,7 +100,7 @@ class ArrayPrep:
             "image_shape": self.image_shape,
             "sequence": {"vocab": self.vocab, "length": names.__len__()} if self.src.kind == "tokens" else None,
             "inputs": self.src.kind,
-            "hygiene": {"dropped": {}, "warnings": [], "capped": {}},
+            "hygiene": {"dropped": {}, "warnings": list(self.src.notes), "capped": {}},
             "splits": {name: {"rows": len(p), "class_counts": _counts(self.encode_target(p), self.classes),
                               "row_ids_sha256": hashlib.sha256(p.astype(np.int64).tobytes()).hexdigest()}
                        for name, p in self.pos.items()},

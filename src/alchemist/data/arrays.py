@@ -20,7 +20,7 @@ they were fitted on train alone.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ class ArraySource:
     name: str
     sha256: str
     lengths: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)     # what decoding did (image folders)
 
     def rows(self, positions: np.ndarray) -> np.ndarray:
         """Rows at sorted positions as float64 (N, F); token positions past a length are 0."""
@@ -63,8 +64,8 @@ def load(cfg: dict) -> ArraySource:
     if path.is_dir():
         from alchemist.data.image_folder import load_folder
 
-        X, y, digest = load_folder(path, cfg.get("image_size"))
-        return _checked(ArraySource(X, y, "image", source, digest), cfg)
+        X, y, digest, notes = load_folder(path, cfg.get("image_size"))
+        return _checked(ArraySource(X, y, "image", source, digest, notes=notes), cfg)
     if not path.is_file():
         raise UserError(f"data.source: file not found: {path}")
     try:

@@ -14,7 +14,9 @@ folder larger than memory prepares as an .npy does, and it is decoded once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -69,28 +71,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alchemist" / "images"
 
 
-def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.ndarray, str]:
+def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     """(images (N, C, H, W) float32 in [0, 1], memory-mapped from the cache; class names (N,);
-    content sha256). A folder is decoded once per content and size (the parse-time check and
-    the prep job share it), one image at a time into the mapped file: never all in memory."""
+    content sha256; what decoding did, one line each: resizing from which sizes, grey images
+    made RGB). A folder is decoded once per content and size (the parse-time check and the prep
+    job share it; the notes are kept beside it), one image at a time into the mapped file:
+    never all in memory."""
     from PIL import Image, UnidentifiedImageError
 
     files = image_files(folder)
     digest = folder_digest(folder, image_size)
     labels = np.array([c for _, c in files])
     cached = cache_dir() / f"{digest[:32]}.npy"
-    if cached.exists():
-        return np.load(cached, mmap_mode="r"), labels, digest
+    notes_file = cached.with_suffix(".notes.json")
+    if cached.exists() and notes_file.exists():
+        return np.load(cached, mmap_mode="r"), labels, digest, json.loads(notes_file.read_text())
     h, w = _size(image_size, files[0][0])
     grey_modes = ("1", "L", "LA", "I", "I;16", "F")
-    modes = []
+    modes, sizes = [], Counter()
     for path, _ in files:                       # headers only: the mode decides the channels
         try:
             with Image.open(path) as img:
                 modes.append(img.mode)
+                sizes[img.size] += 1
         except (UnidentifiedImageError, OSError) as err:
             raise UserError(f"data.source: cannot read image {path}: {err}") from None
     grey = all(m in grey_modes for m in modes)
+    notes = decoding_notes(sizes, (w, h), sum(m in grey_modes for m in modes), grey, len(files))
     cached.parent.mkdir(parents=True, exist_ok=True)
     with replacing(cached) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
@@ -110,4 +117,21 @@ def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.nda
             out[i] = pixels[None] if grey else pixels.transpose(2, 0, 1)
         out.flush()
         del out
-    return np.load(cached, mmap_mode="r"), labels, digest
+    notes_file.write_text(json.dumps(notes))
+    return np.load(cached, mmap_mode="r"), labels, digest, notes
+
+
+def decoding_notes(sizes: Counter, to: tuple[int, int], n_grey: int, grey: bool, n: int) -> list[str]:
+    """What decoding a folder does to its images, one line each (prep prints them, prep.json keeps
+    them): which sizes were resized to which, and grey images turned RGB among colour ones."""
+    notes = []
+    other = {size: k for size, k in sizes.items() if size != to}
+    if other:
+        shown = ", ".join(f"{k} of {sw}×{sh}" for (sw, sh), k in sorted(other.items(), key=lambda kv: -kv[1])[:5])
+        notes.append(f"data: {sum(other.values())} of {n} images resized to {to[0]}×{to[1]} "
+                     f"(width × height, bilinear; data.image_size): {shown}")
+    if n_grey and not grey:
+        notes.append(f"data: {n_grey} grey image(s) among colour ones: converted to RGB (3 equal channels)")
+    if grey:
+        notes.append("data: every image is grey: one channel")
+    return notes
