@@ -51,6 +51,8 @@ def prepared(tmp_path_factory):
     good.assign(r=np.r_[np.inf, rng.normal(size=59)]).to_parquet(files / "inf_target.parquet")
     good.assign(_row_id=1).to_csv(files / "reserved.csv", index=False)
     good.assign(y=np.arange(60) % 3).to_csv(files / "three.csv", index=False)
+    good.assign(r=2.5).to_csv(files / "constant_target.csv", index=False)
+    good.assign(row=np.arange(100, 160)).to_csv(files / "id_target.csv", index=False)
     good.drop(columns=["b"]).to_csv(files / "test_lacks_b.csv", index=False)
     pd.DataFrame({"id": [f"u{i}" for i in range(300)], "y": np.arange(300) % 2}).to_csv(files / "ids.csv", index=False)
     (files / "garbage.parquet").write_bytes(b"not a parquet file at all")
@@ -181,6 +183,10 @@ CASES = {
                                  ["search.stages.coarse.rungs"]),
     "pack size zero": (lambda c: c["search"].update(pack_size=0), ["search.pack_size"]),
     "unknown stage key": (stage("coarse", trails=3), ["search.stages.coarse.trails", "did you mean"]),
+    "constant regression target": (csv("constant_target.csv", target="r"),
+                                   ["data.target", "'r'", "constant", "nothing to learn"]),
+    "row ID as the target": (csv("id_target.csv", target="row"),
+                             ["data.target", "'row'", "looks like a row ID", "100..159"]),
     # -- models, built once at parse time on the data's shapes (alchemist.train.model_check)
     "model factory raises": (train(model="user_models:raises", init="torch"),
                              ["train.model 'user_models:raises'", "raised ValueError", "no layer size"]),

@@ -42,3 +42,12 @@ def test_each_distinct_model_is_checked_once():
     found = models_to_check(config["train"], space, stages)
     assert [w for w, _ in found] == ["train", "search.space.model", "search.stages.fine.set"]
     assert [t["model"] for _, t in found] == ["mlp", "resmlp", "mlp"] and found[2][1]["hidden"] == [32]
+
+
+def test_a_batch_larger_than_a_split_is_said_once(tmp_path, capsys):
+    check_or_exit(_config(batch_size=5000), cache_dir=tmp_path / "d")
+    err = capsys.readouterr().err
+    assert ("train.batch_size 5000 (× grad_accum 1) is more than the train_coarse split's 574 rows: "
+            "every epoch is one batch of all of them") in err
+    check_or_exit(_config(batch_size=5000), cache_dir=tmp_path / "d")
+    assert "batch_size" not in capsys.readouterr().err            # a passed check is cached

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import sys
 
 from alchemist.errors import UserError
 
@@ -32,7 +33,8 @@ def shapes_of(manifest: dict) -> dict:
     """What a model needs of prep.json: task, classes, inputs, image or sequence shape."""
     return {"task": manifest["task"], "n_classes": int(manifest.get("n_classes", 1)),
             "n_inputs": len(manifest["features"]), "image_shape": manifest.get("image_shape"),
-            "sequence": manifest.get("sequence")}
+            "sequence": manifest.get("sequence"),
+            "rows": {k: int(v.get("rows", 0)) for k, v in (manifest.get("splits") or {}).items()}}
 
 
 def check_model(trial: dict, shapes: dict, where: str = "train") -> frozenset | None:
@@ -111,7 +113,14 @@ def check_models(base: dict, space: dict, stages: list, shapes: dict) -> list[st
     search leaves them out (search.ignore)."""
     read: set[str] = set()
     custom_only = True
+    splits = {s.get("data", "train") for s in stages or [] if s.get("kind") != "select"} or {"train"}
     for where, trial in models_to_check(base, space, stages):
+        batch = int(trial["batch_size"]) * int(trial["grad_accum"])
+        short = {k: n for k, n in (shapes.get("rows") or {}).items() if k in splits and 0 < n < batch}
+        for split, n in sorted(short.items()):
+            print(f"alchemist: warning: {where}.batch_size {trial['batch_size']} (× grad_accum "
+                  f"{trial['grad_accum']}) is more than the {split} split's {n} rows: every epoch "
+                  "is one batch of all of them", file=sys.stderr)
         got = check_model(trial, shapes, where)
         if got is None:
             custom_only = False
