@@ -21,22 +21,25 @@ def detect_task(y: pd.Series, requested: str, column: str) -> str:
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
     values = y.dropna()
     n_unique = values.nunique()
-    if n_unique < 2 and (requested == "regression" or (numeric and requested == "auto")):
-        raise UserError(f"data.target: column '{column}' is constant "
-                        f"({values.iloc[0] if len(values) else 'no values'}); nothing to learn")
     if numeric and len(values) >= 50 and n_unique == len(values) and np.all(np.mod(values, 1) == 0) \
             and values.max() - values.min() == n_unique - 1:
         raise UserError(f"data.target: column '{column}' looks like a row ID ({n_unique} distinct "
                         f"consecutive integers, {int(values.min())}..{int(values.max())}); set "
                         "data.target to the column to predict")
+    constant = UserError(f"data.target: column '{column}' is constant "
+                         f"({values.iloc[0] if len(values) else 'no values'}); nothing to learn")
     if requested == "regression":
         if not numeric:
             raise UserError(f"data.target: column '{column}' is not numeric, "
                             "but data.task is 'regression'")
+        if n_unique < 2:
+            raise constant
         return "regression"
     if requested == "auto":
         integral = numeric and np.all(np.isfinite(values)) and np.all(np.mod(values, 1) == 0)
         if numeric and not (integral and n_unique <= MAX_CLASSES_AUTO):
+            if n_unique < 2:
+                raise constant
             return "regression"
         requested = "binary" if n_unique == 2 else "multiclass"
     if n_unique < 2:
