@@ -79,10 +79,11 @@ def test_only_track_imports_mlflow():
 
 
 def test_only_the_lockbox_reads_the_test_split():
-    """The test split is read (alchemist.data.split_files.read_split) by the lockbox's evaluation
-    alone; the guard only compares its size; no module names a split file but split_files."""
+    """The test split is read (alchemist.data.split_files.read_split) by the lockbox's evaluation,
+    to score, and by the guard, only to confirm the candidates its near-row keys point at (a
+    query that finds none reads nothing); no module names a split file but split_files."""
     reading = sorted(m for m, p in FILES.items() if re.search(r'read_split\([^)]*"test"', p.read_text()))
-    assert reading == ["alchemist.lockbox.evaluate"], reading
+    assert reading == ["alchemist.data.guard", "alchemist.lockbox.evaluate"], reading
     locating = sorted(m for m, p in FILES.items() if re.search(r'split_path\([^)]*"test"', p.read_text()))
     assert locating == ["alchemist.data.guard"], locating
     naming = sorted(m for m, p in FILES.items() if re.search(r'"test\.(parquet|npz)"', p.read_text()))

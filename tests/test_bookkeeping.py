@@ -110,3 +110,23 @@ def test_bulk_written_runs_read_back_like_the_clients(tmp_path, monkeypatch):
         assert json.dumps(view(bulk.runs[tid]), sort_keys=True) == json.dumps(
             view(api.runs[tid]), sort_keys=True), tid
     assert run_counts(uri, "bulk")["trials"] == run_counts(uri, "api")["trials"]
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_is_down_is_said_out_loud(workflow):
+    """mlflow.tracking_uri names a server nobody runs: one warning as the run starts, every job
+    completes, and the end summary (terminal and summary.md) has one line naming the stages not
+    synced and the command that backfills them."""
+    from mlflow_fixtures import free_port
+
+    tiny(workflow)
+    down = f"http://127.0.0.1:{free_port()}"
+    proc = workflow.run("--config", f"mlflow={{'tracking_uri': '{down}'}}")
+    err = proc.stderr
+    assert err.count("alchemist: warning: mlflow.tracking_uri") == 1 and "unreachable" in err, err[-2000:]
+    assert f"alchemist sync --results results --tracking-uri {down}" in err
+    summary = (workflow.root / "results/summary.md").read_text()
+    failed = [line for line in summary.splitlines() if "MLflow sync FAILED" in line]
+    assert len(failed) == 1 and all(s in failed[0] for s in ("wide", "narrow", "seeds", "pick")), summary
+    assert f"--tracking-uri {down}" in failed[0] and "alchemist sync" in failed[0]
+    assert "MLflow sync FAILED" in proc.stdout + proc.stderr

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -169,8 +170,8 @@ def test_every_second_attempt_is_refused(opened):
         # restore what the attack changed on purpose (config, deleted folders) for the next one
         (wf.root / "config/config.yaml").write_text(config_text)
         for sub in ("test", "select"):
-            if not (wf.root / "results" / sub).exists():
-                shutil.copytree(pristine / sub, wf.root / "results" / sub)
+            if not (wf.root / "results" / sub).exists() or not (wf.root / "results/select/winner.json").exists():
+                shutil.copytree(pristine / sub, wf.root / "results" / sub, dirs_exist_ok=True)
     assert protected(wf) == keep
 
 
@@ -425,3 +426,79 @@ def test_every_mlflow_experiment_of_the_store_is_read(opened, tmp_path):
                           text=True, env=env)
     assert proc.returncode == 2 and "already evaluated" in proc.stderr, proc.stderr[-1500:]
     assert not (tmp_path / "out").exists()
+
+
+def _denormalised_test(wf: Workflow) -> pd.DataFrame:
+    """test.parquet's encoded rows turned back into raw values with prep's stored statistics."""
+    prep = json.loads((wf.root / "results/data/prep.json").read_text())
+    test = pd.read_parquet(wf.root / "results/data/test.parquet")
+    stats = prep["normalisation"]["columns"]
+    return pd.DataFrame({c: test[c] * stats[c]["std"] + stats[c]["mean"] for c in prep["features"]})
+
+
+def _edited_cells(table: pd.DataFrame, columns: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    out = table.copy()
+    for i in range(len(out)):
+        out.iloc[i, rng.choice(out.shape[1], columns, replace=False)] += 7
+    return out
+
+
+#: Near copies of the test rows (issue 25, point 2): each refused by `predict` with the count of
+#: the rows recognised and the tolerance (data.near_rows: 0.01 training standard deviations, all
+#: but one column in 16 of digits' 64 — so up to 4 edited columns).
+NEAR_COPIES = {
+    "test rows + 1e-9": lambda wf, test: (test + 1e-9, len(test)),
+    "test rows × (1 + 1e-7), shuffled": lambda wf, test: ((test * (1 + 1e-7)).sample(frac=1, random_state=2),
+                                                           len(test)),
+    "de-normalised test.parquet": lambda wf, test: (_denormalised_test(wf), len(test)),
+    "test.parquet exported as CSV, shuffled": lambda wf, test: (
+        pd.read_parquet(wf.root / "results/data/test.parquet").sample(frac=1, random_state=4), len(test)),
+    "a subset of 25 test rows + noise": lambda wf, test: (test.head(25) + 1e-6, 25),
+    "test rows edited in 3 of 64 columns": lambda wf, test: (_edited_cells(test, 3), None),
+    "noisy test rows among train rows": lambda wf, test: (
+        pd.concat([_raw_rows(wf, "train")[1].head(100), test.head(10) - 1e-8]), 10),
+}
+
+
+def test_predict_refuses_near_copies_of_the_test_rows(opened, tmp_path):
+    _, test = _raw_rows(opened, "test")
+    features = test.drop(columns=["target"]).astype("float64")
+    for name, attack in NEAR_COPIES.items():
+        table, count = attack(opened, features)
+        proc = _predict(opened, table, tmp_path / "near.csv")
+        assert proc.returncode == 2, (name, proc.stderr[-1500:])
+        line = proc.stderr.strip().splitlines()[-1]
+        assert "training standard deviations of a test row" in line and "only the lockbox" in line, (name, line)
+        shown = int(line.split(" of its ")[0].rsplit(" ", 1)[1])
+        assert shown == count if count else shown >= 0.9 * len(table), (name, line)
+        assert "Traceback" not in proc.stderr and not (tmp_path / "near.csv.out.csv").exists(), name
+    edited = _edited_cells(features, 12)          # 12 of 64 columns changed: another row, predicted
+    assert _predict(opened, edited, tmp_path / "far.csv").returncode == 0
+
+
+def test_training_lr_find_and_sanity_refuse_near_test_rows(opened, tmp_path):
+    """Noisy copies of 6 test rows (encoded, + 1e-6) in a new train.parquet: train, lr-find and
+    sanity each refuse it before training a step; the unchanged split is accepted."""
+    data = opened.root / "results/data"
+    fake = tmp_path / "data"
+    shutil.copytree(data, fake)
+    train = pd.read_parquet(data / "train.parquet")
+    test = pd.read_parquet(data / "test.parquet").head(6)
+    features = json.loads((data / "prep.json").read_text())["features"]
+    test[features] = test[features] + 1e-6
+    pd.concat([train, test]).to_parquet(fake / "train.parquet", index=False)
+    trial = json.dumps({"trial_id": "t", "data": "train", "epochs": 1, "hidden": [8]})
+    (tmp_path / "trials.json").write_text(f"[{trial}]")
+    commands = {"train": ["train", "--trials", str(tmp_path / "trials.json"), "--out-dir", str(tmp_path / "o1")],
+                "lr-find": ["lr-find", "--trial", trial, "--out-dir", str(tmp_path / "o2"), "--steps", "5"],
+                "sanity": ["sanity", "--trial", trial, "--out", str(tmp_path / "o3.json")]}
+    for name, args in commands.items():
+        proc = subprocess.run(["alchemist", *args, "--data-dir", str(fake)], capture_output=True, text=True,
+                              env=opened.env)
+        assert proc.returncode == 2, (name, proc.stderr[-1500:])
+        assert f"6 of its {len(train) + 6} rows are within 0.01 training standard deviations" in proc.stderr, \
+            (name, proc.stderr[-1500:])
+    ok = subprocess.run(["alchemist", *commands["sanity"], "--data-dir", str(data)], capture_output=True,
+                        text=True, env=opened.env)
+    assert ok.returncode == 0, ok.stderr[-1500:]

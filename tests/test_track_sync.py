@@ -153,3 +153,28 @@ def test_failed_trial_without_metrics_or_config(tmp_path):
     run = MlflowClient(uri).get_run(report.runs[tid])
     assert run.info.status == "FAILED" and run.data.tags["alchemist.status"] == "failed"
     assert float(run.data.params["lr"]) > 0 and "val_loss" not in run.data.metrics
+
+
+def test_a_copied_project_logs_into_its_own_artifacts(synced, tmp_path, capsys):
+    """The whole project copied elsewhere (store and mlartifacts with it): the copy's next sync
+    points the stored artifact locations at its own folder, once, with one line; nothing new
+    is written into the original's artifacts."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    results, uri, ids, _ = synced
+    copy = tmp_path / "copy" / "results"
+    shutil.copytree(results, copy)
+    before = sorted(p.relative_to(results) for p in (results / "mlartifacts").rglob("*"))
+    make_stage(copy, "extra", 2, epochs=3, data="train")
+    assert main(["sync", "--results", str(copy), "--stage", "extra"]) == 0
+    assert "was copied or moved from" in capsys.readouterr().err
+    assert sorted(p.relative_to(results) for p in (results / "mlartifacts").rglob("*")) == before
+    client = MlflowClient(backend.default_tracking_uri(copy))
+    exp = client.get_experiment_by_name("alchemist")
+    assert exp.artifact_location == (copy / "mlartifacts").resolve().as_uri()
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert runs and all(r.info.artifact_uri.startswith(exp.artifact_location) for r in runs)
+    assert main(["sync", "--results", str(copy), "--stage", "extra"]) == 0
+    assert "copied or moved" not in capsys.readouterr().err          # once

@@ -99,6 +99,7 @@ def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemak
     from alchemist.config import validate
     from alchemist.errors import UserError
     from alchemist.startup import check_overrides, print_hints
+    from alchemist.track.backend import unreachable_warning
 
     main = workflow is None or getattr(workflow, "is_main_process", True)
     try:
@@ -117,6 +118,10 @@ def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemak
         sys.exit(2)
     if main and workflow is not None:
         print_hints()
+        mlflow = config.get("mlflow") or {}
+        if mlflow.get("enabled", True) and (warning := unreachable_warning(
+                mlflow.get("tracking_uri"), mlflow.get("experiment", "alchemist"))):
+            print(f"alchemist: warning: {warning}", file=sys.stderr)
     return config
 
 

@@ -85,7 +85,21 @@ def build(results: Path, config: dict) -> dict | None:
         "winner_file": str(winners[-1]), "leaderboard": str(results / source / "leaderboard.csv"),
         "figures": str(results / "plots"), "mlflow": mlflow_link(results, config.get("mlflow", {})),
         "lockbox": _lockbox(status), "budget": budget_used(results, winners[-1]),
+        "sync_failed": sync_failures(results, config.get("mlflow", {})),
     }
+
+
+def sync_failures(results: Path, mlflow: dict) -> str | None:
+    """One line when a stage's MLflow sync failed (its marker says `synced: false`): which
+    stages, why, and the command that backfills them; None when every sync went through."""
+    failed = [(m.parent.name, _json(m)) for m in sorted(Path(results).glob("*/mlflow_sync.json"))]
+    failed = [(stage, m) for stage, m in failed if m.get("synced") is False]
+    if not failed:
+        return None
+    uri = failed[-1][1].get("tracking_uri") or mlflow.get("tracking_uri") or "<tracking uri>"
+    return (f"MLflow sync FAILED for {', '.join(s for s, _ in failed)} ({failed[-1][1].get('reason', '?')}); "
+            f"every result is in files; to backfill: alchemist sync --results {results} "
+            f"--tracking-uri {uri} --experiment {mlflow.get('experiment', 'alchemist')}")
 
 
 def budget_used(results: Path, winner: Path) -> str | None:
@@ -136,6 +150,8 @@ def lines(s: dict) -> list[str]:
         out.append(s["budget"])
     if s["mlflow"]:
         out.append(f"MLflow runs: {s['mlflow']}")
+    if s.get("sync_failed"):
+        out.append(s["sync_failed"])
     out.append(s["lockbox"])
     return out
 

@@ -15,9 +15,10 @@ from alchemist.atomic import replacing
 from alchemist.data.arrays import ArraySource, Moments, blocks, layout, load, normalise
 from alchemist.data.encode import pixel_columns, token_columns
 from alchemist.data.guard import FINGERPRINTS, matrix_row_hashes
+from alchemist.data.near_rows import near_index
 from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
                                   rebalance_plan, split_rows)
-from alchemist.data.split_files import NpzWriter
+from alchemist.data.split_files import NpzWriter, open_member
 from alchemist.errors import UserError
 
 SPLITS = ("train", "val", "test", "train_coarse")
@@ -124,7 +125,7 @@ class ArrayPrep:
     def write(self, out_dir) -> dict:
         from alchemist.data.sources import file_sha256
 
-        manifest, hashes = self.manifest(), {}
+        manifest, hashes, written = self.manifest(), {}, {}
         check = Moments(len(self.shift))
         with contextlib.ExitStack() as stage:     # every file staged, replaced on success
             manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))
@@ -146,13 +147,17 @@ class ArrayPrep:
                 writer.add("y", self.encode_target(pos))
                 writer.add("_row_id", pos.astype(np.int64))
                 writer.close()
+                written[name] = tmp
                 manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
                 if found:
                     hashes[name] = np.concatenate(found)
             test = hashes["test"][~np.isin(hashes["test"], np.concatenate([hashes["train"], hashes["val"]]))]
+            near = near_index(*(open_member(written[k], "X").reshape(len(self.pos[k]), -1)
+                                for k in ("test", "train", "val")))
             with open(stage.enter_context(replacing(out_dir / FINGERPRINTS)), "wb") as handle:
-                np.savez(handle, encoded=np.unique(test))
-            manifest["test_rows"] = {"file": FINGERPRINTS, "encoded": len(np.unique(test))}
+                np.savez(handle, encoded=np.unique(test), **near)
+            manifest["test_rows"] = {"file": FINGERPRINTS, "encoded": len(np.unique(test)),
+                                     "near_keys": len(near["near_keys"])}
             manifest["audit"] = self.audit(check)
             import json
 

@@ -1,6 +1,6 @@
 """The test-split guard (PB-1, PB-32): only the lockbox reads the test rows, in any form.
 
-Two checks, each by content, never by name:
+Three checks, each by content, never by name:
 * a FILE is the test split when its sha256 equals `prep.json`'s `splits.test.file_sha256`,
   whatever its name or folder (a file whose size differs from the data folder's test.parquet is
   not it: no full hash of a big train split in every pack job);
@@ -8,7 +8,9 @@ Two checks, each by content, never by name:
   (`test_rows.npz`; pandas' `hash_pandas_object`, order-independent) twice — of the raw feature
   values (what `alchemist predict` is given: a shuffled copy, a CSV export, the whole source
   table) and of the encoded features (what training reads) — leaving out rows that also occur in
-  train or val (duplicates in the source are not test rows). Any overlap refuses, with its count.
+  train or val (duplicates in the source are not test rows). Any overlap refuses, with its count;
+* NEAR rows (noisy, rescaled, de-normalised, lightly edited copies) by data.near_rows, on the
+  encoded matrix: training skips it for the splits prep wrote (their sha256 as recorded).
 
 A custom model receives tensors and its settings, never a path; its own code could still open
 `results/data/test.parquet` itself — nothing inside one process can stop that (PB-32 is a
@@ -110,3 +112,30 @@ def refuse_test_rows(frame: pd.DataFrame, columns: list[str], kind: str, data_di
     if overlap:
         raise UserError(f"{who} refuses {what}: {overlap} of its {len(frame)} rows are test rows "
                         f"(by content, in any order); only the lockbox reads them (PB-32)")
+
+
+def refuse_near_rows(X, data_dir: Path, manifest: dict, who: str, what: str) -> None:
+    """UserError when rows of the encoded matrix X (N, F) are NEAR test rows (data.near_rows:
+    noisy, rescaled, shuffled or lightly edited copies), with their count and the tolerance."""
+    from alchemist.data import near_rows
+    from alchemist.data.split_files import read_split
+
+    index = near_rows.load_index(Path(data_dir) / FINGERPRINTS)
+    if index is None or not len(X):
+        return
+
+    def test_rows(ids):
+        return read_split(data_dir, "test", manifest, manifest["features"])[0][ids]
+    count = near_rows.near_count(X, index, test_rows)
+    if count:
+        width = int(np.prod(np.shape(X)[1:]))
+        raise UserError(f"{who} refuses {what}: {count} of its {len(X)} rows are "
+                        f"{near_rows.describe(width)} (by content, in any order); only the lockbox "
+                        "reads them (PB-32)")
+
+
+def prep_wrote(path: Path, name: str, manifest: dict) -> bool:
+    """Whether `path` is the split prep wrote as `name` (its sha256 as recorded): such a split was
+    made disjoint from test by prep, so the content checks may skip it."""
+    recorded = (manifest.get("splits", {}).get(name) or {}).get("file_sha256")
+    return bool(recorded) and file_sha256(Path(path)) == recorded

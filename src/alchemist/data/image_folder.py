@@ -42,6 +42,24 @@ def image_files(folder: str | Path) -> list[tuple[Path, str]]:
     return found
 
 
+def folder_notes(folder: str | Path) -> list[str]:
+    """Warnings about what a folder holds besides images: class folders without any image (not
+    classes), files that are not images (left out, named)."""
+    folder = Path(folder)
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    notes, others = [], []
+    for c in classes:
+        files = [f for f in sorted(c.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+        if not any(f.suffix.lower() in EXTENSIONS for f in files):
+            notes.append(f"data.source: class folder '{c.name}' holds no image; it is not a class")
+        others += [str(f.relative_to(folder)) for f in files if f.suffix.lower() not in EXTENSIONS]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        notes.append(f"data.source: {len(others)} file(s) that are not images "
+                     f"({'/'.join(EXTENSIONS)}) are left out: {shown}")
+    return notes
+
+
 def _size(image_size, first: Path) -> tuple[int, int]:
     if image_size is None:
         from PIL import Image
@@ -85,7 +103,8 @@ def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.nda
     cached = cache_dir() / f"{digest[:32]}.npy"
     notes_file = cached.with_suffix(".notes.json")
     if cached.exists() and notes_file.exists():
-        return np.load(cached, mmap_mode="r"), labels, digest, json.loads(notes_file.read_text())
+        notes = folder_notes(folder) + json.loads(notes_file.read_text())
+        return np.load(cached, mmap_mode="r"), labels, digest, notes
     h, w = _size(image_size, files[0][0])
     grey_modes = ("1", "L", "LA", "I", "I;16", "F")
     modes, sizes = [], Counter()
@@ -118,7 +137,7 @@ def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.nda
         out.flush()
         del out
     notes_file.write_text(json.dumps(notes))
-    return np.load(cached, mmap_mode="r"), labels, digest, notes
+    return np.load(cached, mmap_mode="r"), labels, digest, folder_notes(folder) + notes
 
 
 def decoding_notes(sizes: Counter, to: tuple[int, int], n_grey: int, grey: bool, n: int) -> list[str]:

@@ -21,6 +21,7 @@ from alchemist.atomic import replacing
 from alchemist.data.callable_source import is_callable_source
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.guard import FINGERPRINTS, test_fingerprints
+from alchemist.data.near_rows import near_index
 from alchemist.data.hygiene import check_source, screen
 from alchemist.data.sources import file_sha256, load_source, read_table
 from alchemist.data.split_files import source_format
@@ -157,6 +158,8 @@ def prepare(cfg: dict) -> PreparedSplits:
     fingerprints = test_fingerprints(
         {k: feats[k][used] for k in ("train", "val", "test")},
         {k: tables[k].select(names).to_pandas() for k in ("train", "val", "test")}, encoder.numeric)
+    fingerprints.update(near_index(*(tables[k].select(names).to_pandas().to_numpy(np.float32)
+                                     for k in ("test", "train", "val"))))
     manifest["test_rows"] = {"file": FINGERPRINTS, "raw_columns": sorted(used),
                              "raw_numeric": encoder.numeric,
                              **{kind: len(h) for kind, h in fingerprints.items()}}

@@ -59,6 +59,21 @@ def check_backend(tracking_uri: str, timeout: float = 5.0, attempts: int = 4) ->
             raise BackendUnavailable(f"SQLite store {db} is not writable")
 
 
+def unreachable_warning(tracking_uri: str | None, experiment: str) -> str | None:
+    """At the start of a run: one line when the configured server gives no answer within 3 s
+    (the runs go on, results stay in files, the stage syncs say so and a backfill catches up);
+    None when it answers or the store is local."""
+    if not tracking_uri or urllib.parse.urlparse(tracking_uri).scheme not in ("http", "https"):
+        return None
+    try:
+        check_backend(tracking_uri, timeout=3.0, attempts=1)
+    except BackendUnavailable as err:
+        return (f"mlflow.tracking_uri: {err}; the runs go on and every result stays in files; once "
+                f"it is up: alchemist sync --results results --tracking-uri {tracking_uri} "
+                f"--experiment {experiment}")
+    return None
+
+
 def _mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # telemetry raced logging calls offline
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
@@ -95,6 +110,8 @@ def connect(tracking_uri: str, name: str) -> tuple:
     location = (db.parent / "mlartifacts").as_uri() if db else None  # no ./mlruns in cwd
     with file_lock(db.with_name(db.name + ".lock")) if db else contextlib.nullcontext():
         client = retry(mlflow.MlflowClient, tracking_uri)
+        if db:
+            relocate(db, location)
         for _ in range(5):
             exp = retry(client.get_experiment_by_name, name)
             if exp is not None:
@@ -107,3 +124,41 @@ def connect(tracking_uri: str, name: str) -> tuple:
                 if "already exists" not in str(err).lower():
                     raise
     raise RuntimeError(f"could not find or create MLflow experiment {name!r}")
+
+
+#: The columns of an MLflow SQLite store that hold artifact locations (absolute file URIs:
+#: MLflow resolves a relative location when an experiment is created, and has no API to move one).
+_LOCATIONS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+              ("model_versions", "storage_location"), ("model_versions", "source"),
+              ("logged_models", "artifact_location"))
+
+
+def relocate(db: Path, location: str) -> None:
+    """A store copied or moved with its project (its `mlartifacts` beside it) still names the
+    old folder: runs logged in the copy would write into the original's artifacts. Point every
+    stored location under the old `.../mlartifacts` at this store's own, once, with one line.
+    Written in SQL because MLflow offers no call that changes an artifact location."""
+    import sqlite3
+
+    if not db.exists():
+        return
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "experiments" not in tables:
+            return
+        old = {loc[:loc.index("/mlartifacts") + len("/mlartifacts")]
+               for (loc,) in con.execute("SELECT artifact_location FROM experiments")
+               if loc and loc.startswith("file://") and "/mlartifacts" in loc}
+        old = {o for o in old if o != location}
+        if not old:
+            return
+        with con:
+            for prefix in old:
+                for table, column in _LOCATIONS:
+                    columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")} if table in tables else ()
+                    if column in columns:
+                        con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                    f"WHERE substr({column}, 1, ?) = ?",
+                                    (location, len(prefix) + 1, len(prefix), prefix))
+    print(f"alchemist.track: the store {db} was copied or moved from {', '.join(sorted(old))}: its "
+          f"artifact locations now point at {location}", file=sys.stderr)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from alchemist.errors import UserError
-from alchemist.data.guard import refuse_test_matrix, refuse_test_rows, refuse_test_split
+from alchemist.data.guard import (prep_wrote, refuse_near_rows, refuse_test_matrix, refuse_test_rows,
+                                   refuse_test_split)
 from alchemist.data.split_files import read_split, split_path
 
 
@@ -69,13 +70,15 @@ def load_split(data_dir: str | Path, name: str, prep: Manifest,
     X, y, _ = read_split(data_dir, name, prep.manifest, prep.features)
     if prep.manifest.get("format") == "npz":
         refuse_test_matrix(X, Path(data_dir), "training", str(path), eval_rows(X.shape[1]))
-        if isinstance(X, np.memmap) and not fits_on(torch.device(device), X.nbytes):
-            return Split(host_tensor(X), target_tensor(y, prep.task).to(device))
     else:
         import pandas as pd
 
         refuse_test_rows(pd.DataFrame(X, columns=prep.features, copy=False), prep.features,
                          "encoded", Path(data_dir), "training", str(path))
+    if not prep_wrote(path, name, prep.manifest):       # noisy or edited copies of test rows too
+        refuse_near_rows(X, Path(data_dir), prep.manifest, "training", str(path))
+    if isinstance(X, np.memmap) and not fits_on(torch.device(device), X.nbytes):
+        return Split(host_tensor(X), target_tensor(y, prep.task).to(device))
     return Split(host_tensor(X).to(device), target_tensor(y, prep.task).to(device))
 
 

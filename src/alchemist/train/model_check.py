@@ -37,6 +37,11 @@ def shapes_of(manifest: dict) -> dict:
             "rows": {k: int(v.get("rows", 0)) for k, v in (manifest.get("splits") or {}).items()}}
 
 
+CONV_MODELS = ("cnn", "rescnn")
+NEEDS_HIDDEN = ("resmlp", "lstm", "gru")     # mlp and cnn without hidden layers: a linear head
+MIN_SIDE = 3            # a 3×3 kernel on a smaller image sees mostly padding
+
+
 def check_model(trial: dict, shapes: dict, where: str = "train") -> frozenset | None:
     """UserError (one line, naming `where`) when this trial's model cannot train on the data;
     else the settings a custom factory read (None for the built-in models)."""
@@ -50,6 +55,14 @@ def check_model(trial: dict, shapes: dict, where: str = "train") -> frozenset | 
     loss = loss_kind(trial, task)
     n_in, n_out = shapes["n_inputs"], n_outputs(task, loss, shapes["n_classes"])
     name = f"{where}.model {trial['model']!r}"
+    if trial["model"] in NEEDS_HIDDEN and not trial.get("hidden"):
+        raise UserError(f"{where}.hidden: {trial.get('hidden')!r} gives model {trial['model']!r} no "
+                        "layer; it needs at least one width, e.g. [64]")
+    image = shapes["image_shape"]
+    if trial["model"] in CONV_MODELS and image and min(image[1:]) < MIN_SIDE:
+        raise UserError(f"{name}: the images are {image[1]}×{image[2]} pixels, under the {MIN_SIDE}×"
+                        f"{MIN_SIDE} its 3×3 convolutions need; resize them (data.image_size) or use "
+                        "model 'mlp'")
     try:     # the build's own notes (vectorised or not) are for the training jobs' logs
         with torch.random.fork_rng(devices=[]), contextlib.redirect_stderr(io.StringIO()):
             model = build_model([trial], n_in, n_out, shapes["image_shape"], "cpu", shapes["sequence"])

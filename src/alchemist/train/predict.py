@@ -17,7 +17,7 @@ import torch
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.hygiene import apply
 from alchemist.data.sources import read_table
-from alchemist.data.guard import refuse_test_matrix, refuse_test_rows, refuse_test_split
+from alchemist.data.guard import refuse_near_rows, refuse_test_matrix, refuse_test_rows, refuse_test_split
 from alchemist.errors import UserError
 
 
@@ -69,6 +69,8 @@ def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarra
     encoded = np.concatenate([normalise(src.rows(np.arange(s, e)), shift, scale, method)
                               for s, e in blocks(len(X), X[0].size)])
     refuse_test_matrix(encoded, data_dir, "predict", str(data), 4096)
+    for form in (encoded, X.reshape(len(X), -1)):       # as given, too: an encoded copy of test rows
+        refuse_near_rows(form, data_dir, manifest, "predict", str(data))
     return encoded, y
 
 
@@ -88,6 +90,11 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
         if rows:
             refuse_test_rows(features, rows["raw_columns"], "raw", Path(data_dir), "predict", str(data),
                              rows["raw_numeric"])
+        forms = [encoded]           # as given, too, when it has the encoded columns (a test.* export)
+        if all(c in table.columns for c in manifest["features"]):
+            forms.append(table[manifest["features"]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32))
+        for form in forms:
+            refuse_near_rows(form, Path(data_dir), manifest, "predict", str(data))
     X = torch.from_numpy(np.ascontiguousarray(encoded))
     task, classes = manifest["task"], manifest["classes"]
     model = WinnerModel(trial_dirs, regression=task == "regression").eval()
