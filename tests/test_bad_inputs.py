@@ -62,6 +62,18 @@ def prepared(tmp_path_factory):
     torch.save({"l0_w": torch.full((64, 128), float("nan"))}, files / "nan_weights.pt")
     torch.save({"unrelated": torch.zeros(3)}, files / "unrelated.pt")
     (files / "good.xlsx").write_bytes(b"PK\x03\x04")
+    from PIL import Image
+
+    for folder, size in (("pixels", (1, 1)), ("corrupt_images", (8, 8))):
+        for label in ("a", "b"):
+            (files / folder / label).mkdir(parents=True)
+            for i in range(40):
+                Image.fromarray(np.full(size[::-1] + (3,), 40 * i % 256, np.uint8)).save(
+                    files / folder / label / f"{i}.png")
+    (files / "corrupt_images/b/bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    for label in ("a", "b"):
+        (files / "not_images" / label).mkdir(parents=True)
+        (files / "not_images" / label / "notes.txt").write_text("no pictures here")
     return wf
 
 
@@ -210,7 +222,24 @@ CASES = {
                                    ["non-finite (NaN or Inf) weights after init_from"]),
     "init_from matching no tensor": (train(init_from="files/unrelated.pt"),
                                      ["train.init_from", "no tensor", "fits the model"]),
+    "resmlp without hidden layers": (train(model="resmlp", hidden=[]),
+                                     ["train.hidden", "[]", "'resmlp'", "no layer"]),
+    "cnn on 1-pixel images": (lambda c: (c["data"].update(source="files/pixels"), c["train"].update(model="cnn")),
+                              ["train.model 'cnn'", "1×1 pixels", "data.image_size"]),
+    # -- image folders and Datasets: the culprit file or item named
+    "corrupt image in a folder": (data(source="files/corrupt_images"), ["cannot read image", "bad.jpg"]),
+    "a folder without images": (data(source="files/not_images"), ["data.source", "no images"]),
+    "image_size zero": (data(source="files/pixels", image_size=0), ["data.image_size"]),
+    "Dataset item that raises": (data(source="user_data:raises_at_7"),
+                                 ["data.source", "item 7 of 600", "record 7 is corrupt"]),
     # -- other sections and files
+    "garbage tracking_uri": (lambda c: c["mlflow"].update(tracking_uri="banana"),
+                             ["mlflow.tracking_uri", "'banana'"]),
+    "misspelt tracking_uri scheme": (lambda c: c["mlflow"].update(tracking_uri="postgress://db/x"),
+                                     ["mlflow.tracking_uri", "postgress"]),
+    "an override's negative log range, shown as given": (
+        {"override": {"search": {"space": {"lr": {"log_uniform": [-1, 0.1]}}}}},
+        ["search.space.lr", "[-1, 0.1]", "> 0"]),
     "mlflow unknown key": (lambda c: c["mlflow"].update(tracking="x"), ["mlflow.tracking"]),
     "unknown top-level key": (lambda c: c.update(serach={}), ["serach", "did you mean 'search'"]),
     "empty space in an override file": ({"override": {"search": {"space": {}}}},
@@ -223,7 +252,7 @@ CASES = {
 
 
 def test_the_corpus_is_large():
-    assert len(CASES) >= 70
+    assert len(CASES) >= 100
 
 
 #: The cases run through the real `snakemake` (one of each kind of mistake, and every case that
@@ -303,3 +332,12 @@ def test_cli_reports_one_line_and_writes_nothing(tmp_path):
     code = main(["prep", "--data-json", json.dumps({"source": "files/none.parquet", "target": "y"}),
                  "--out", str(out)])
     assert code == 2 and not out.exists()
+
+
+def test_an_override_may_change_a_space_entrys_kind(prepared):
+    """`lr: {uniform: …}` from the command line over the default `lr: {log_uniform: …}`: the entry
+    is replaced whole (Snakemake alone would merge the two kinds into one invalid entry)."""
+    before = prepared.snapshot()
+    proc = prepared.run("-n", "--config", "search={space: {lr: {uniform: [0.001, 0.01]}}}", check=False)
+    assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stderr[-2000:]
+    assert prepared.snapshot() == before

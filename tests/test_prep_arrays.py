@@ -144,6 +144,13 @@ def test_a_folder_says_what_decoding_did(tmp_path, monkeypatch):
         assert notes == ["data: 6 of 24 images resized to 12×12 (width × height, bilinear; data.image_size): "
                          "6 of 20×14", "data: 2 grey image(s) among colour ones: converted to RGB (3 equal channels)"]
 
+    (tmp_path / "imgs" / "empty").mkdir()                         # a class folder left empty
+    (tmp_path / "imgs" / "a" / "labels.csv").write_text("x")      # a stray file, not an image
+    notes = prep(tmp_path, source=str(tmp_path / "imgs"), image_size=[12, 12])["hygiene"]["warnings"]
+    assert notes[:2] == ["data.source: class folder 'empty' holds no image; it is not a class",
+                         "data.source: 1 file(s) that are not images (.png/.jpg/.jpeg/.bmp/.gif/.tif/"
+                         ".tiff/.webp) are left out: a/labels.csv"], notes
+
 
 LIMIT_MB = 640      # RLIMIT_DATA of the prep and train processes: what they may allocate
 

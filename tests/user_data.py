@@ -39,3 +39,16 @@ def tokens():
     rng = np.random.default_rng(0)
     X = rng.integers(1, 6, (400, 10)) * (np.arange(10)[None] < rng.integers(3, 11, (400, 1)))
     return X, (X == 1).any(1).astype(int)
+
+
+class RaisesAt7(Rows):
+    """A Dataset whose 8th item cannot be read (a corrupt record)."""
+
+    def __getitem__(self, i):
+        if i == 7:
+            raise KeyError("record 7 is corrupt")
+        return super().__getitem__(i)
+
+
+def raises_at_7():
+    return RaisesAt7()

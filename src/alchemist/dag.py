@@ -106,7 +106,7 @@ def check_or_exit(config: dict, workflow=None, cache_dir: Path = Path(".snakemak
         if workflow is not None:
             settings = getattr(workflow, "config_settings", None)
             check_overrides(list(getattr(workflow, "overwrite_configfiles", None) or []),
-                            getattr(settings, "overwrite_config", None))
+                            getattr(settings, "overwrite_config", None), config)
         validate(config)
         shapes = check_data(config["data"], cache_dir, run=main)
         unread = check_models(config, shapes, cache_dir, run=main)

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import copy
 import os
 import shlex
 import sys
@@ -34,8 +35,10 @@ def check_yaml(path: str | Path) -> None:
         raise UserError(f"{path}: not valid YAML ({err})") from None
 
 
-def check_overrides(configfiles: list, overwrite: dict | None) -> None:
-    """UserError when an override empties `search.space` (it would be merged away)."""
+def check_overrides(configfiles: list, overwrite: dict | None, config: dict | None = None) -> None:
+    """UserError when an override empties `search.space` (it would be merged away). A space
+    entry an override gives replaces the earlier one whole in `config` (Snakemake merges it key
+    by key: `lr: {uniform: …}` over `lr: {log_uniform: …}` would hold both kinds)."""
     sources = [(str(f), _read(f)) for f in configfiles] + [("--config", overwrite or {})]
     for where, data in sources:
         search = data.get("search") if isinstance(data, dict) else None
@@ -43,6 +46,10 @@ def check_overrides(configfiles: list, overwrite: dict | None) -> None:
             raise UserError(f"{where}: search.space: {{}} does not remove the default space — "
                             "Snakemake merges config files key by key. List the settings to search, "
                             "or fix a setting in train: (a stage's `set:` fixes it for one stage)")
+        space = search.get("space") if isinstance(search, dict) else None
+        if config is not None and isinstance(space, dict) and isinstance(config.get("search"), dict):
+            merged = config["search"].setdefault("space", {})
+            merged.update({k: copy.deepcopy(v) for k, v in space.items() if isinstance(v, dict)})
 
 
 def _read(path) -> dict:

@@ -77,7 +77,7 @@ def _arrays(result, source: str) -> tuple[np.ndarray, np.ndarray]:
         X, y = result
     elif hasattr(result, "__getitem__") and hasattr(result, "__len__") and \
             not isinstance(result, (str, bytes, dict)):                     # a torch Dataset
-        items = [result[i] for i in range(len(result))]
+        items = [_item(result, i, source) for i in range(len(result))]
         if not items or not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items):
             raise UserError(f"data.source: {source!r}: a Dataset's items must be (x, y) pairs")
         X = np.stack([_numpy(x) for x, _ in items])
@@ -86,6 +86,15 @@ def _arrays(result, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"data.source: {source!r} returned {type(result).__name__}; expected (X, y) "
                         "arrays or a torch Dataset of (x, y) pairs")
     return _numpy(X).astype(np.float64, copy=False), _numpy(y)
+
+
+def _item(dataset, i: int, source: str):
+    """dataset[i], or one line naming the index when reading it raises."""
+    try:
+        return dataset[i]
+    except Exception as err:                    # noqa: BLE001 - the user's __getitem__: one line
+        text = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        raise UserError(f"data.source: {source!r}: reading item {i} of {len(dataset)} raised {text}") from None
 
 
 def _numpy(value) -> np.ndarray:
