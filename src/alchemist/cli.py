@@ -7,6 +7,7 @@ Each command lives in its module of `alchemist.commands` (COMMANDS) with `HELP`,
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -62,6 +63,27 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"alchemist {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:                    # noqa: BLE001 - only a full disk is answered here
+        if not disk_full(err):
+            raise
+        where = getattr(err, "filename", None) or next(
+            (str(getattr(args, a)) for a in ("out", "out_dir", "results", "marker") if getattr(args, a, None)), None)
+        print(f"alchemist {args.command}: error: disk full{f' writing {where}' if where else ''} "
+              f"({err.__class__.__name__}: {str(err).splitlines()[0][:160]}); free space there "
+              "and run the same command again — what was written before is kept (every output is "
+              "replaced only once complete)", file=sys.stderr)
+        return 1
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` (or what it was raised from) is a full disk or quota: OSError's errno, or
+    the message pyarrow, torch.save and numpy pass on."""
+    while err is not None:
+        if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+                any(t in str(err) for t in ("No space left on device", "Disk quota exceeded")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

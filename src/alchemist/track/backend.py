@@ -109,7 +109,7 @@ def connect(tracking_uri: str, name: str) -> tuple:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     location = (db.parent / "mlartifacts").as_uri() if db else None  # no ./mlruns in cwd
     with file_lock(db.with_name(db.name + ".lock")) if db else contextlib.nullcontext():
-        client = retry(mlflow.MlflowClient, tracking_uri)
+        client = _open_store(mlflow, tracking_uri, db)
         if db:
             relocate(db, location)
         for _ in range(5):
@@ -124,6 +124,62 @@ def connect(tracking_uri: str, name: str) -> tuple:
                 if "already exists" not in str(err).lower():
                     raise
     raise RuntimeError(f"could not find or create MLflow experiment {name!r}")
+
+
+_SCHEMA_BROKEN = re.compile(r"already exists|duplicate column|out-of-date database schema|no such "
+                            r"table|alembic|malformed|not a database", re.IGNORECASE)
+
+
+def _open_store(mlflow, tracking_uri: str, db: Path | None):
+    """An MlflowClient whose store answers. A SQLite store left half-created (a process killed
+    while MLflow created or migrated its tables: `table … already exists`, `duplicate column`)
+    that holds no run is moved aside and created again, with one line; one that holds runs is
+    BackendUnavailable with the command that rebuilds it (every run is in results/ files)."""
+    def client():
+        c = retry(mlflow.MlflowClient, tracking_uri)
+        retry(c.search_experiments, max_results=1)
+        return c
+    try:
+        return client()
+    except Exception as err:  # noqa: BLE001 - MLflow and SQLAlchemy raise many types
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        if not db or not db.exists() or not _SCHEMA_BROKEN.search(reason):
+            raise
+        runs = _stored_runs(db)
+        if runs:
+            raise BackendUnavailable(f"the MLflow store {db} is damaged ({reason}) and holds {runs} "
+                                     f"run(s): move it aside (mv {db} {db}.broken) and run `alchemist "
+                                     f"sync --results {db.parent}` to rebuild it from the files") from None
+        aside = db.with_name(f"{db.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        db.rename(aside)
+        _forget_engine(db)
+        print(f"alchemist.track: the MLflow store {db} was left half-created ({reason}); it held no "
+              f"run, so it was moved to {aside} and created again", file=sys.stderr)
+        return client()
+
+
+def _forget_engine(db: Path) -> None:
+    """Drop MLflow's cached SQLAlchemy engine for this file. PRIVATE API, kept on purpose:
+    SqlAlchemyStore caches one engine per URI for the process (`_engine_map`) and its pooled
+    connections keep the moved-aside file open, so the store created again would be the broken
+    one; no public call drops it. tests/test_track_backend.py fails loudly if it disappears."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engines = SqlAlchemyStore._engine_map
+    with SqlAlchemyStore._engine_map_lock:
+        for uri in [u for u in engines if sqlite_path(u) == db]:
+            engines.pop(uri).dispose()
+
+
+def _stored_runs(db: Path) -> int:
+    """Runs in a SQLite store (0 when it has no readable runs table)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+            return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return 0
 
 
 #: The columns of an MLflow SQLite store that hold artifact locations (absolute file URIs:
