@@ -3,6 +3,13 @@
 A tiny pipeline (coarse → repeat × 2 seeds → select) runs once; the first `final_test` opens the
 lockbox, then every way we know of to look again is tried and must be refused, citing the first
 evaluation, with the ledger and the first result byte-for-byte unchanged.
+
+The attacks, 44 (issue 25 asks for ≥ 40): ATTACKS (14 second openings), the test split renamed
+for training and for predict (2), test rows in predict in 4 forms, in another train file (1),
+the same rows in another file in a fresh clone (3), the seal alone (1), two clones racing (1), a
+fresh clone (1), a tampered ledger in status (1), a failed evaluation (1), a new MLflow
+experiment (1), NEAR_COPIES in predict (11 near forms, plus a far edit that is predicted), and
+near rows in train, lr-find and sanity (3).
 """
 from __future__ import annotations
 
@@ -456,6 +463,12 @@ NEAR_COPIES = {
         pd.read_parquet(wf.root / "results/data/test.parquet").sample(frac=1, random_state=4), len(test)),
     "a subset of 25 test rows + noise": lambda wf, test: (test.head(25) + 1e-6, 25),
     "test rows edited in 3 of 64 columns": lambda wf, test: (_edited_cells(test, 3), None),
+    "columns reordered, + 1e-5 noise": lambda wf, test: (
+        (test + np.random.default_rng(5).normal(0, 1e-5, test.shape))[test.columns[::-1]], len(test)),
+    "de-normalised, rounded to 4 decimals": lambda wf, test: (_denormalised_test(wf).round(4), len(test)),
+    "one test row, duplicated 5 times": lambda wf, test: (pd.concat([test.head(1)] * 5), 5),
+    "test rows + 1e-9, target column kept": lambda wf, test: (
+        (test + 1e-9).assign(target=_raw_rows(wf, "test")[1]["target"].to_numpy()), len(test)),
     "noisy test rows among train rows": lambda wf, test: (
         pd.concat([_raw_rows(wf, "train")[1].head(100), test.head(10) - 1e-8]), 10),
 }
@@ -469,7 +482,8 @@ def test_predict_refuses_near_copies_of_the_test_rows(opened, tmp_path):
         proc = _predict(opened, table, tmp_path / "near.csv")
         assert proc.returncode == 2, (name, proc.stderr[-1500:])
         line = proc.stderr.strip().splitlines()[-1]
-        assert "training standard deviations of a test row" in line and "only the lockbox" in line, (name, line)
+        assert ("training standard deviations of a test row" in line or "rows are test rows" in line) and \
+            "only the lockbox" in line, (name, line)             # near, or equal again after rounding
         shown = int(line.split(" of its ")[0].rsplit(" ", 1)[1])
         assert shown == count if count else shown >= 0.9 * len(table), (name, line)
         assert "Traceback" not in proc.stderr and not (tmp_path / "near.csv.out.csv").exists(), name
