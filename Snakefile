@@ -33,6 +33,7 @@ STAGES = dag.stages(config)  # search.stages, parsed (name → Stage)
 TRAINING = [n for n, s in STAGES.items() if s.kind in dag.TRAINING_KINDS]
 SELECTS = [n for n, s in STAGES.items() if s.kind == "select"]
 TRACKING = bool(config["mlflow"]["enabled"])
+MODEL_NAME = config["mlflow"].get("model_name") or f"{config['mlflow']['experiment']}-winner"  # registered winner
 MEASURED = dag.measured_packs(config)  # search.pack_size: auto — plans probe the training device
 BUDGET = (config.get("search") or {}).get("budget") is not None  # search.budget: stages sized by `alchemist budget`
 job_resources.export_slots(workflow, config)  # $ALCHEMIST_SLOTS: training jobs at once (packs are sized for it)

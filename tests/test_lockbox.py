@@ -56,6 +56,26 @@ def opened(tmp_path_factory):
     return wf
 
 
+def test_the_test_result_is_where_people_look(opened):
+    """After the opening: the summary (terminal and summary.md) has the TEST line with its CI and
+    the val→test gap; the winner's MLflow run has test_accuracy_*; the registered version too."""
+    from mlflow import MlflowClient
+
+    result = json.loads((opened.root / "results/test/evaluation-1.json").read_text())
+    summary = (opened.root / "results/summary.md").read_text()
+    line = next(l for l in summary.splitlines() if "TEST accuracy" in l)
+    assert f"{result['test_mean']:.4f}" in line and "val→test gap" in line and "opening #1" in line, line
+    assert "TEST accuracy" in opened.final_log or "TEST accuracy" in summary
+    client = MlflowClient(f"sqlite:///{opened.root / 'results/mlflow.db'}")
+    exp = client.get_experiment_by_name("alchemist")
+    select = client.search_runs([exp.experiment_id], "tags.`alchemist.kind` = 'select'")
+    assert select and select[0].data.metrics["test_accuracy_mean"] == pytest.approx(result["test_mean"])
+    assert "val_to_test_gap" in select[0].data.metrics
+    version = client.get_model_version_by_alias("alchemist-winner", "champion")
+    assert float(version.tags["test_accuracy_mean"]) == pytest.approx(result["test_mean"], abs=1e-5)
+    assert "Test set (lockbox opening #1)" in version.description
+
+
 def protected(wf: Workflow) -> dict[str, bytes]:
     return {name: (wf.root / name).read_bytes()
             for name in ("results/lockbox/ledger.jsonl", "results/test/evaluation-1.json")}

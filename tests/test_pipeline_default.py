@@ -80,7 +80,7 @@ def test_predict_on_new_data_reuses_the_train_encoding(default_pipeline, tmp_pat
     import subprocess
 
     from alchemist.data.sources import load_source
-    from alchemist.train.predict import encode_new
+    from alchemist.train.winner_predictor import encode_new
 
     root = default_pipeline.root
     manifest = json.loads((root / "results/data/prep.json").read_text())
@@ -95,3 +95,30 @@ def test_predict_on_new_data_reuses_the_train_encoding(default_pipeline, tmp_pat
     assert len(pred) == len(raw) and {"prediction", "p_0", "p_9"} <= set(pred.columns)
     accuracy = (pred["prediction"].to_numpy() == raw["target"].to_numpy()).mean()
     assert accuracy >= 0.95 and f"accuracy {accuracy:.4f}" in proc.stdout
+
+
+def test_the_readme_loads_the_registered_winner_and_predicts_raw_rows(default_pipeline):
+    """The README's load-and-predict lines, verbatim, in a fresh process in the project: the
+    registered pyfunc (alias `champion`) takes raw sklearn digits rows and scores them as well as
+    the winner does; the version says what it is."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("## The winner as a model", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=default_pipeline.root, capture_output=True,
+                          text=True, env=default_pipeline.env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    accuracy = float(proc.stdout.strip().splitlines()[-1])
+    winner = json.loads((default_pipeline.root / "results/select/winner.json").read_text())["winner"]
+    assert accuracy >= winner["mean"] - 0.02, (accuracy, winner["mean"])     # train rows included
+    client = MlflowClient(f"sqlite:///{default_pipeline.root / 'results/mlflow.db'}")
+    version = client.get_model_version_by_alias("alchemist-winner", "champion")
+    assert f"val_accuracy {winner['mean']:.4f}" in version.description and \
+        version.tags["alchemist.winner_config_id"] == winner["config_id"]
+    print(f"\nREADME snippet: registered winner on raw digits rows (all 1797): accuracy {accuracy:.4f}; "
+          f"winner val_accuracy {winner['mean']:.4f}")

@@ -71,7 +71,7 @@ def test_prep_cli_prints_the_warnings_and_predict_applies_them(customers, tmp_pa
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("alchemist: warning: data:")]
     assert len(warnings) == 6, proc.stderr                  # id, dates expanded, empty, inf, its imputation, city cap
-    from alchemist.train.predict import encode_new
+    from alchemist.train.winner_predictor import encode_new
 
     manifest = json.loads((out / "prep.json").read_text())
     new = pd.read_csv(customers).head(20)

@@ -32,6 +32,7 @@ rule final_test:
         trials=f"{RESULTS}/{STAGES[SELECTS[-1]].source}/trials" if SELECTS else "",
         unseal=lambda wc: f"--unseal-reason {dag.quote(config['unseal_reason'])}" if config.get("unseal_reason") else "",
         tracking=dag.tracking_args(config),
+        model=f"--model-name {dag.quote(MODEL_NAME)}" if TRACKING else "",
         config_hash=dag.config_hash(config),
     log:
         f"{RESULTS}/logs/final_test.log",
@@ -45,4 +46,4 @@ rule final_test:
         "--trials-dir {params.trials} --out-dir {RESULTS}/test "
         "--ledger {RESULTS}/lockbox/ledger.jsonl --status-file {RESULTS}/lockbox/status.txt "
         "--config-hash {params.config_hash} "
-        "{params.unseal} {params.tracking} 2>&1 | tee {log}"
+        "{params.unseal} {params.tracking} {params.model} 2>&1 | tee {log}"

@@ -42,7 +42,7 @@ rule publish_selection:
     params:
         code=dag.command_digest("publish"),
         tracking=dag.tracking_args(config),
-        model=dag.quote(config["mlflow"].get("model_name") or f"{config['mlflow']['experiment']}-winner"),
+        model=dag.quote(MODEL_NAME),
     log:
         f"{RESULTS}/logs/publish/{{select}}.log",
     conda:

@@ -86,7 +86,23 @@ def build(results: Path, config: dict) -> dict | None:
         "figures": str(results / "plots"), "mlflow": mlflow_link(results, config.get("mlflow", {})),
         "lockbox": _lockbox(status), "budget": budget_used(results, winners[-1]),
         "sync_failed": sync_failures(results, config.get("mlflow", {})),
+        "test": test_result(results),
     }
+
+
+def test_result(results: Path) -> str | None:
+    """The lockbox's latest result, once opened: the test metric with its CI, validation and the
+    gap, and which opening and file; None while sealed."""
+    files = sorted(Path(results).glob("test/evaluation-*.json"),
+                   key=lambda p: int(p.stem.rsplit("-", 1)[1]) if p.stem.rsplit("-", 1)[1].isdigit() else 0)
+    if not files:
+        return None
+    r = _json(files[-1])
+    ci = r.get("test_ci") or None
+    half = f" ± {(ci[1] - ci[0]) / 2:.4f} (95% CI over n={r.get('n')} seeds)" if ci else f" (n={r.get('n')})"
+    opening = (r.get("event") or {}).get("opening", files[-1].stem.rsplit("-", 1)[1])
+    return (f"TEST {r['metric']}: {r['test_mean']:.4f}{half}; validation {r['val_mean']:.4f}; "
+            f"val→test gap {r['val_to_test_gap']:+.4f} (lockbox opening #{opening}: {files[-1]})")
 
 
 def sync_failures(results: Path, mlflow: dict) -> str | None:
@@ -141,6 +157,8 @@ def lines(s: dict) -> list[str]:
         out.append(f"  chosen how: {s['tie_break']}")
     settings = ", ".join(f"{k}={_fmt(v)}" for k, v in s["differs"].items()) or "the defaults"
     out.append(f"  settings that differ from the defaults: {settings}")
+    if s.get("test"):
+        out.append(s["test"])
     if r:
         verdict = ("within noise of the winner: the intervals overlap, so the data cannot tell "
                    "them apart" if s["within_noise"] else "clearly behind the winner")

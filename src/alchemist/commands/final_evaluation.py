@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default="alchemist", help="MLflow experiment")
     p.add_argument("--no-tracking", action="store_true",
                    help="record in the ledger files only (an existing MLflow store is still read)")
+    p.add_argument("--model-name", default=None,
+                   help="the registered winner whose versions get the test result (default: <experiment>-winner)")
     p.add_argument("--status-file", type=Path, default=None,
                    help="rewrite this lockbox status file (the report's) after the opening")
 
@@ -51,4 +53,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"result: {outcome['event']['result_file']}")
     if args.status_file is not None:
         write_text(args.status_file, format_status(outcome["status"]))
+    if not args.no_tracking:
+        record_in_mlflow(args, outcome)
     return 0
+
+
+def record_in_mlflow(args: argparse.Namespace, outcome: dict) -> None:
+    """The test result on the winner's MLflow run and registered versions; a tracking failure is
+    one warning (the ledger already holds the result)."""
+    import sys
+
+    from alchemist.commands.sync import tracking_uri
+    from alchemist.track.backend import connect
+    from alchemist.track.selection import record_test
+
+    winner = Path(outcome["winner_file"])
+    try:
+        args.results = Path(args.data_dir).parent
+        client, exp_id = connect(tracking_uri(args), args.experiment)
+        record_test(client, exp_id, winner.parent.name, args.model_name or f"{args.experiment}-winner",
+                    outcome["result"], outcome["event"].get("opening", 1))
+    except Exception as err:  # noqa: BLE001 - the ledger holds the result; MLflow is a copy
+        print(f"alchemist final-test: warning: the test result is not in MLflow ({type(err).__name__}: "
+              f"{str(err).splitlines()[0][:200]}); it is in {outcome['event']['result_file']}", file=sys.stderr)

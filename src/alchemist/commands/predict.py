@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("Predict a new CSV/Parquet table (or, for a model prepared from an array source, a .npy / "
-        ".npz of X and optionally y) with the selected configuration (every seed, averaged), "
-        "encoded with the stored prep statistics; reports the metric if the target is present.")
+HELP = ("Predict a new CSV/Parquet table of raw rows (or, for a model prepared from an array source, a "
+        ".npy / .npz of X and optionally y) with the selected configuration (every seed, averaged), "
+        "encoded with the stored prep statistics — what the registered MLflow model does. Writes the "
+        "ID columns prep dropped, `prediction` in the target's own type and `p_<class>`; reports the "
+        "selection metric and accuracy (or rmse and r2) if the target is present. Test rows are refused.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -83,6 +83,7 @@ def publish_selection(args: argparse.Namespace) -> int:
     from alchemist.provenance import source_tags
     from alchemist.track.backend import connect
     from alchemist.track.selection import sync_selection
+    from alchemist.track.winner_pyfunc import raw_example
     from alchemist.track.trial_runs import SyncReport
     from alchemist.train.evaluate import WinnerModel
 
@@ -96,10 +97,11 @@ def publish_selection(args: argparse.Namespace) -> int:
         output = model(torch.from_numpy(example)).numpy()
     uri = tracking_uri(args)
     name = args.model_name or f"{args.experiment}-winner"
+    raw = raw_example(prep, args.results / "data")
 
     def sync():
         client, exp_id = connect(uri, args.experiment)
         run_id = sync_selection(client, exp_id, uri, winner_file, dirs, model, example, output, name,
-                                source_tags(args.results))
+                                source_tags(args.results), raw, args.results / "data" / "prep.json")
         return SyncReport(stage=winner_file.parent.name, experiment_id=exp_id, parent_run_id=run_id)
     return guarded(sync, args, uri)

@@ -132,6 +132,8 @@ def prepare(cfg: dict) -> PreparedSplits:
     manifest = {
         "format": "parquet", "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
         "classes": [str(c) for c in classes], "target": target, "features": names,
+        "target_type": {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(
+            parts["train"][target].dtype.kind, "str"),          # labels come back in this type
         "image_shape": src.image_shape if names == features else None,
         "sequence": sequence if names == features else None,
         "hygiene": hygiene,

@@ -133,7 +133,7 @@ def open_lockbox(*, data_dir: Path, winner_file: Path | None = None, trials_dir:
         write_text(result_file, json.dumps({"event": {**opening, "result": event["result"]}, **result},
                                            indent=2, default=str))
         remote.record(event, result_file)
-    return {"event": {**opening, "result": event["result"]}, "result": result,
+    return {"event": {**opening, "result": event["result"]}, "result": result, "winner_file": winner_file,
             "status": status(all_events(data_dir, ledger, keys, remote).events, keys)}
 
 

@@ -12,29 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from alchemist.data.encode import FeatureEncoder
-from alchemist.data.hygiene import apply
 from alchemist.data.sources import read_table
 from alchemist.data.guard import refuse_near_rows, refuse_test_matrix, refuse_test_rows, refuse_test_split
 from alchemist.errors import UserError
-
-
-def encode_new(table: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the table's features cleaned as prep cleaned train (data.hygiene), their encoding)."""
-    report = manifest.get("hygiene")
-    if report:
-        missing = [c for c in report["kept"] if c not in table.columns]
-        if missing:
-            raise UserError(f"--data: column '{missing[0]}' (used in training) is missing")
-        table = apply(table, report, "--data")
-    enc = FeatureEncoder.from_manifest(manifest)
-    needed = enc.numeric + list(enc.categorical)
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise UserError(f"--data: column '{missing[0]}' (used in training) is missing")
-    return table, enc.transform(table)
+from alchemist.train.winner_predictor import Predictor, encode_new
 
 
 def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -75,14 +57,17 @@ def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarra
 
 
 def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
-    from alchemist.train.evaluate import WinnerModel
-
+    """The winner's predictions for a new table or arrays (alchemist.train.winner_predictor),
+    test rows refused in any form; its scores (the selection metric, accuracy) in `.attrs`
+    when the target is present."""
     manifest = json.loads((Path(data_dir) / "prep.json").read_text())
     refuse_test_split(data, manifest, "predict", Path(data_dir))
+    predictor = Predictor(manifest, trial_dirs)
+    target = manifest.get("target")
     if manifest.get("format") == "npz":
         encoded, labels = encode_arrays(Path(data), manifest, Path(data_dir))
-        table = pd.DataFrame(index=range(len(encoded))) if labels is None else \
-            pd.DataFrame({manifest.get("target"): labels})
+        out = predictor.outputs(encoded)
+        truth = None if labels is None else pd.Series(labels, name=target)
     else:
         table = read_table(data, key="--data")
         features, encoded = encode_new(table, manifest)
@@ -95,23 +80,8 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
             forms.append(table[manifest["features"]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32))
         for form in forms:
             refuse_near_rows(form, Path(data_dir), manifest, "predict", str(data))
-    X = torch.from_numpy(np.ascontiguousarray(encoded))
-    task, classes = manifest["task"], manifest["classes"]
-    model = WinnerModel(trial_dirs, regression=task == "regression").eval()
-    outputs = model.predict(X)
-    out = pd.DataFrame(index=table.index)
-    if task == "regression":
-        out["prediction"] = outputs[:, 0].numpy()
-    else:
-        probs = outputs
-        for i, label in enumerate(classes):
-            out[f"p_{label}"] = probs[:, i].numpy()
-        out["prediction"] = [classes[i] for i in probs.argmax(1).tolist()]
-    target = manifest.get("target")
-    if target in table.columns:
-        truth = table[target]
-        if task == "regression":
-            out.attrs["rmse"] = float(np.sqrt(np.mean((truth.to_numpy(float) - out["prediction"]) ** 2)))
-        else:
-            out.attrs["accuracy"] = float((truth.astype(str).to_numpy() == out["prediction"].astype(str)).mean())
+        out = pd.concat([table[predictor.id_columns(table)], predictor.outputs(encoded, table.index)], axis=1)
+        truth = table[target] if target in table.columns else None
+    if truth is not None:
+        out.attrs.update(predictor.scores(out, truth))
     return out
