@@ -31,7 +31,7 @@ def _trained(tmp_path, table: pd.DataFrame):
     table.to_csv(tmp_path / "source.csv", index=False)
     cfg = validate({"data": {"source": str(tmp_path / "source.csv"), "target": "y", "seed": 0}})["data"]
     write(prepare(cfg), tmp_path / "data")
-    trials = [{"trial_id": f"s{k}", "data": "train", "epochs": 25, "hidden": [16], "lr": 0.02, "seed": k}
+    trials = [{"trial_id": f"s{k}", "data": "train", "epochs": 12, "hidden": [16], "lr": 0.03, "seed": k}
               for k in range(2)]
     (tmp_path / "trials.json").write_text(json.dumps(trials))
     proc = subprocess.run([sys.executable, "-m", "alchemist", "train", "--trials", str(tmp_path / "trials.json"),
@@ -62,7 +62,7 @@ def test_labels_come_back_in_their_own_type(tmp_path, labels, kind):
     assert scores["accuracy"] == pytest.approx(accuracy) and manifest["metric"]["name"] in scores
 
 
-def test_the_pyfunc_on_raw_rows_equals_alchemist_predict(tmp_path):
+def test_the_pyfunc_on_raw_rows_equals_alchemist_predict(tmp_path, monkeypatch):
     """The pyfunc, logged and loaded back in a fresh process, predicts raw rows (a categorical
     column, missing values, an ID column) exactly as `alchemist predict` does; a missing column is
     one error naming it."""
@@ -73,7 +73,7 @@ def test_the_pyfunc_on_raw_rows_equals_alchemist_predict(tmp_path):
     table = _table({0: "no", 1: "yes"})
     manifest, dirs = _trained(tmp_path, table)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)    # not mlflow.set_tracking_uri: it outlives the test
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
     with mlflow.start_run(experiment_id=exp):
         _log_pyfunc(table.drop(columns=["y"]).head(5), tmp_path / "data/prep.json", dirs, "winner-t")
