@@ -50,9 +50,9 @@ def stage_artifacts(prep_file: Path, trial_dirs: list[Path], into: Path) -> dict
 
 def raw_example(prep: dict, data_dir: Path, rows: int = 5) -> pd.DataFrame | None:
     """A few validation rows as the user holds them (the source's columns, target left out), for
-    the model's signature and input example; None for array and image sources (their input is
-    not a table)."""
-    if prep.get("format", "parquet") != "parquet" or prep.get("image_shape") or prep.get("sequence"):
+    the model's signature and input example; None for array sources (.npy/.npz, image folders:
+    their input is not a table)."""
+    if prep.get("format", "parquet") != "parquet":
         return None
     from alchemist.data.sources import load_source
 
