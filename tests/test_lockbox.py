@@ -542,3 +542,32 @@ def test_training_lr_find_and_sanity_refuse_near_test_rows(opened, tmp_path):
     ok = subprocess.run(["alchemist", *commands["sanity"], "--data-dir", str(data)], capture_output=True,
                         text=True, env=opened.env)
     assert ok.returncode == 0, ok.stderr[-1500:]
+
+
+def test_two_experiments_side_by_side(opened):
+    """A second experiment in the same checkout — its own folder with its own config (iris,
+    mlflow.experiment: iris), run with Snakemake's `--directory` — keeps its own results, MLflow
+    store, registered model (`iris-winner`) and lockbox: both final-tested once, each refused a
+    second time, the first experiment's files untouched."""
+    import yaml
+    from mlflow import MlflowClient
+
+    exp = opened.root / "experiments" / "iris"
+    (exp / "config").mkdir(parents=True)
+    config = opened.config
+    config["data"]["source"] = "sklearn:iris"
+    config["mlflow"]["experiment"] = "iris"
+    (exp / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    before = protected(opened)
+    opened.run("--directory", str(exp))
+    first = opened.run("--directory", str(exp), *CONFIRM)
+    assert "TEST accuracy" in first.stdout + first.stderr
+    again = opened.run("--directory", str(exp), *CONFIRM, check=False)
+    assert again.returncode != 0 and "already evaluated" in again.stderr
+    assert opened.run(*CONFIRM, check=False).returncode != 0            # the first: still once
+    assert protected(opened) == before
+    assert json.loads((exp / "results/select/winner.json").read_text())["winner"]["config_id"]
+    assert [m.name for m in MlflowClient(f"sqlite:///{exp / 'results/mlflow.db'}").search_registered_models()] \
+        == ["iris-winner"]
+    assert [m.name for m in MlflowClient(f"sqlite:///{opened.root / 'results/mlflow.db'}")
+            .search_registered_models()] == ["alchemist-winner"]
