@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from conftest import Workflow
 
 STAGES = ("coarse", "fine", "repeat")
@@ -90,6 +93,29 @@ def test_a_folder_of_png_images(tmp_path):
     assert prep["classes"] == sorted(SHAPES) and len(prep["normalisation"]["channels"]) == 3
     assert (wf.root / "results/data/train.npz").exists() and not (wf.root / "results/data/train.parquet").exists()
     assert out["winner"] > 0.4 and out["test"] > 0.4, out                   # chance: 0.25
+    # new images at another size (24×24; prep resized 16 → 12), laid out like the training folder:
+    # `alchemist predict` decodes them as prep did and scores them; the registered pyfunc, given
+    # their paths, predicts the same
+    new, _ = shapes(rows=40, size=24, seed=7)
+    for i, (img, label) in enumerate(zip(new.drop(columns="target").to_numpy().reshape(-1, 3, 24, 24),
+                                         new["target"])):
+        folder = wf.root / "new" / SHAPES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(folder / f"{i:04d}.png")
+    proc = subprocess.run(["alchemist", "predict", "--data", "new", "--out", "new.csv"], cwd=wf.root,
+                          capture_output=True, text=True, env=wf.env)
+    assert proc.returncode == 0 and "accuracy" in proc.stdout, proc.stderr[-2000:]
+    by_cli = pd.read_csv(wf.root / "new.csv")
+    assert len(by_cli) == 40 and {"file", "prediction", *(f"p_{c}" for c in SHAPES)} <= set(by_cli.columns)
+    script = ("import mlflow, pandas as pd; mlflow.set_tracking_uri('sqlite:///results/mlflow.db'); "
+              "m = mlflow.pyfunc.load_model('models:/alchemist-winner@champion'); "
+              "files = pd.read_csv('new.csv')['file']; "
+              "m.predict(pd.DataFrame({'image': files})).to_csv('pyfunc.csv', index=False)")
+    loaded = subprocess.run([sys.executable, "-c", script], cwd=wf.root, capture_output=True, text=True, env=wf.env)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    by_pyfunc = pd.read_csv(wf.root / "pyfunc.csv")
+    assert (by_pyfunc["prediction"] == by_cli["prediction"]).all()
+    assert np.allclose(by_pyfunc[f"p_{SHAPES[0]}"], by_cli[f"p_{SHAPES[0]}"], atol=1e-6)
 
 
 def test_a_dataset_callable_and_a_module_factory(tmp_path):

@@ -4,15 +4,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("Predict a new CSV/Parquet table of raw rows (or, for a model prepared from an array source, a "
-        ".npy / .npz of X and optionally y) with the selected configuration (every seed, averaged), "
+HELP = ("Predict a new CSV/Parquet table of raw rows (for a model prepared from an image folder: a folder "
+        "or file of images of any size; from arrays: a .npy / .npz of X and optionally y) with the "
+        "selected configuration (every seed, averaged), "
         "encoded with the stored prep statistics — what the registered MLflow model does. Writes the "
         "ID columns prep dropped, `prediction` in the target's own type and `p_<class>`; reports the "
         "selection metric and accuracy (or rmse and r2) if the target is present. Test rows are refused.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="the new table (.csv or .parquet), or arrays (.npy / .npz)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="the new table (.csv or .parquet), images (a folder, subfolders named by class to score "
+                        "them, or one file), or arrays (.npy / .npz)")
     p.add_argument("--out", type=Path, required=True, help="predictions (.csv or .parquet)")
     p.add_argument("--data-dir", type=Path, default=Path("results/data"), help="prep output (prep.json)")
     p.add_argument("--winner", type=Path, default=None,

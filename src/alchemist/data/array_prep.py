@@ -6,6 +6,7 @@ row once); `write(out_dir)` streams the normalised splits to `<split>.npz`, then
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 import hashlib
 
 import numpy as np
@@ -101,6 +102,9 @@ class ArrayPrep:
             "image_shape": self.image_shape,
             "sequence": {"vocab": self.vocab, "length": names.__len__()} if self.src.kind == "tokens" else None,
             "inputs": self.src.kind,
+            "image_folder": Path(str(cfg.get("source"))).is_dir(),     # predict decodes files like prep
+            "target_type": "str" if self.src.y.dtype.kind in "OUS" else
+            {"b": "bool", "i": "int", "u": "int"}.get(self.src.y.dtype.kind, "float"),
             "hygiene": {"dropped": {}, "warnings": list(self.src.notes), "capped": {}},
             "splits": {name: {"rows": len(p), "class_counts": _counts(self.encode_target(p), self.classes),
                               "row_ids_sha256": hashlib.sha256(p.astype(np.int64).tobytes()).hexdigest()}

@@ -122,22 +122,40 @@ def load_folder(folder: str | Path, image_size=None) -> tuple[np.ndarray, np.nda
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                         shape=(len(files), 1 if grey else 3, h, w))
         for i, (path, _) in enumerate(files):
-            try:
-                with Image.open(path) as img:
-                    if grey and img.mode in WIDE_GREY:    # 16-bit / float: convert("L") would clip
-                        img, scale = img.convert("F" if img.mode == "F" else "I"), WIDE_GREY[img.mode]
-                    else:
-                        img, scale = img.convert("L" if grey else "RGB"), 255.0
-            except OSError as err:              # a truncated file decodes only now
-                raise UserError(f"data.source: cannot read image {path}: {err}") from None
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
-            pixels = np.asarray(img, dtype=np.float32) / scale
-            out[i] = pixels[None] if grey else pixels.transpose(2, 0, 1)
+            out[i] = decode(path, (h, w), grey, "data.source")
         out.flush()
         del out
     notes_file.write_text(json.dumps(notes))
     return np.load(cached, mmap_mode="r"), labels, digest, folder_notes(folder) + notes
+
+
+def decode(image, size: tuple[int, int], grey: bool, what: str = "--data") -> np.ndarray:
+    """One image (a path, bytes, or an array H×W[×C]) as prep decodes it: (C, H, W) float32 in
+    [0, 1], grey (1 channel; 16-bit and float kept exact) or RGB (3), resized bilinearly to `size`
+    (height, width). A file that does not decode is one line naming it."""
+    import io
+
+    from PIL import Image
+
+    h, w = size
+    try:
+        if isinstance(image, np.ndarray):
+            array = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+            img = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+        else:
+            img = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
+        with img:
+            if grey and img.mode in WIDE_GREY:    # 16-bit / float: convert("L") would clip
+                img, scale = img.convert("F" if img.mode == "F" else "I"), WIDE_GREY[img.mode]
+            else:
+                img, scale = img.convert("L" if grey else "RGB"), 255.0
+    except OSError as err:                      # not an image, or truncated: decodes only now
+        name = "an image given as bytes" if isinstance(image, bytes) else image
+        raise UserError(f"{what}: cannot read image {name}: {err}") from None
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR)
+    pixels = np.asarray(img, dtype=np.float32) / scale
+    return pixels[None] if grey else pixels.transpose(2, 0, 1)
 
 
 def decoding_notes(sizes: Counter, to: tuple[int, int], n_grey: int, grey: bool, n: int) -> list[str]:

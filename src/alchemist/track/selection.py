@@ -69,8 +69,8 @@ def sync_selection(client, experiment_id: str, tracking_uri: str, winner_file: P
             retry(client.log_artifact, run.info.run_id, str(path))
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run.info.run_id):
-        # the network alone (encoded inputs), and — for tables — the registered pyfunc that takes
-        # the user's raw rows (alchemist.track.winner_pyfunc); an array source registers the network
+        # the network alone (encoded inputs), and the registered pyfunc that takes the user's raw
+        # rows, image files or arrays (alchemist.track.winner_pyfunc)
         retry(mlflow.pytorch.log_model, model, name="network", signature=infer_signature(example, output),
               input_example=example, pip_requirements=_requirements(), code_paths=[str(PACKAGE_DIR)],
               registered_model_name=None if raw is not None else model_name, serialization_format="pickle")
@@ -90,7 +90,8 @@ def _log_pyfunc(raw, prep_file: Path, trial_dirs: list[Path], model_name: str) -
     from alchemist.track.winner_pyfunc import WinnerPyfunc, stage_artifacts
     from alchemist.train.winner_predictor import Predictor
 
-    example_out = Predictor(json.loads(Path(prep_file).read_text()), trial_dirs).frame(raw)
+    predictor = Predictor(json.loads(Path(prep_file).read_text()), trial_dirs)
+    example_out = predictor.outputs(predictor.arrays(raw)) if hasattr(raw, "dtype") else predictor.frame(raw)
     with tempfile.TemporaryDirectory() as tmp:
         retry(mlflow.pyfunc.log_model, name="winner", python_model=WinnerPyfunc(),
               artifacts=stage_artifacts(Path(prep_file), trial_dirs, Path(tmp)),

@@ -4,6 +4,10 @@ passed through, not required) — applies prep.json's encoding with the TRAIN st
 averages the winner's seeds and returns, per row, `prediction` in the target's own type and
 `p_<class>` probabilities (alchemist.train.winner_predictor, what `alchemist predict` runs too).
 
+A model trained on an image folder takes a column `image` of image files (paths or bytes, any
+size: decoded, resized and made grey or RGB as prep did); one trained on .npy/.npz arrays takes
+an ndarray of raw rows (normalised inside).
+
 Its artifacts: prep.json and every seed's model.pt; its code: the alchemist package
 (`code_paths`), so `mlflow.pyfunc.load_model(...)` works in a fresh process with torch, pandas
 and scikit-learn installed (the model's requirements pin them).
@@ -15,6 +19,7 @@ import shutil
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 
@@ -31,8 +36,10 @@ class WinnerPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         from alchemist.errors import UserError
 
-        table = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         try:
+            if isinstance(model_input, np.ndarray):          # an array source's raw rows
+                return self.predictor.outputs(self.predictor.arrays(model_input))
+            table = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
             return self.predictor.frame(table.reset_index(drop=True), "model input")
         except UserError as err:               # one line naming the column, not a traceback chain
             raise ValueError(str(err)) from None
@@ -48,17 +55,25 @@ def stage_artifacts(prep_file: Path, trial_dirs: list[Path], into: Path) -> dict
     return {"prep": str(into / "prep.json"), "trials": str(trials)}
 
 
-def raw_example(prep: dict, data_dir: Path, rows: int = 5) -> pd.DataFrame | None:
-    """A few validation rows as the user holds them (the source's columns, target left out), for
-    the model's signature and input example; None for array sources (.npy/.npz, image folders:
-    their input is not a table)."""
-    if prep.get("format", "parquet") != "parquet":
-        return None
-    from alchemist.data.sources import load_source
+def raw_example(prep: dict, data_dir: Path, rows: int = 5):
+    """A few validation rows as the user holds them, for the model's signature and input example:
+    a table's source columns (target left out); an image folder's files (a column `image` of
+    paths); an array source's raw rows (an ndarray)."""
+    from alchemist.data.split_files import open_member, split_path
 
     cfg = prep.get("config") or {}
-    source = load_source(cfg["source"], cfg.get("target"), cfg.get("inputs", "auto")).frame
-    from alchemist.data.split_files import split_path
+    if prep.get("format", "parquet") == "npz":
+        ids = np.asarray(open_member(split_path(data_dir, "val", prep), "_row_id"))[:rows]
+        if prep.get("image_folder"):
+            from alchemist.data.image_folder import image_files
 
+            files = image_files(cfg["source"])
+            return pd.DataFrame({"image": [str(files[i][0]) for i in ids]})
+        from alchemist.data.arrays import load
+
+        return np.asarray(load(cfg).X[np.sort(ids)], dtype=np.float32)
+    from alchemist.data.sources import load_source
+
+    source = load_source(cfg["source"], cfg.get("target"), cfg.get("inputs", "auto")).frame
     ids = pd.read_parquet(split_path(data_dir, "val", prep), columns=["_row_id"])["_row_id"].to_numpy()[:rows]
     return source.iloc[ids].drop(columns=[prep["target"]]).reset_index(drop=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alchemist.data.image_folder import EXTENSIONS
 from alchemist.data.sources import read_table
 from alchemist.data.guard import refuse_near_rows, refuse_test_matrix, refuse_test_rows, refuse_test_split
 from alchemist.errors import UserError
@@ -56,6 +57,17 @@ def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarra
     return encoded, y
 
 
+def image_inputs(data: Path, classes: list[str]) -> tuple[list[Path], list[str] | None]:
+    """The image files under `data` (or `data` itself), sorted; their labels when each lies in a
+    subfolder named after a class the model knows (a folder laid out like the training one)."""
+    files = [data] if data.is_file() else sorted(f for f in data.rglob("*")
+                                                 if f.is_file() and f.suffix.lower() in EXTENSIONS)
+    if not files:
+        raise UserError(f"--data: no images ({', '.join(EXTENSIONS)}) under {data}")
+    labels = [f.parent.name for f in files] if data.is_dir() else None
+    return files, labels if labels and all(f.parent != data for f in files) and set(labels) <= set(classes) else None
+
+
 def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.DataFrame:
     """The winner's predictions for a new table or arrays (alchemist.train.winner_predictor),
     test rows refused in any form; its scores (the selection metric, accuracy) in `.attrs`
@@ -64,7 +76,14 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
     refuse_test_split(data, manifest, "predict", Path(data_dir))
     predictor = Predictor(manifest, trial_dirs)
     target = manifest.get("target")
-    if manifest.get("format") == "npz":
+    if manifest.get("image_folder") and (Path(data).is_dir() or Path(data).suffix.lower() in EXTENSIONS):
+        files, labels = image_inputs(Path(data), manifest["classes"])
+        encoded = predictor.images([str(f) for f in files])
+        refuse_test_matrix(encoded, data_dir, "predict", str(data), 4096)
+        refuse_near_rows(encoded, Path(data_dir), manifest, "predict", str(data))
+        out = pd.concat([pd.DataFrame({"file": [str(f) for f in files]}), predictor.outputs(encoded)], axis=1)
+        truth = None if labels is None else pd.Series(labels, name=target)
+    elif manifest.get("format") == "npz":
         encoded, labels = encode_arrays(Path(data), manifest, Path(data_dir))
         out = predictor.outputs(encoded)
         truth = None if labels is None else pd.Series(labels, name=target)

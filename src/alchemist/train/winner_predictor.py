@@ -104,10 +104,39 @@ class Predictor:
         return frame
 
     def frame(self, table: pd.DataFrame, what: str = "--data") -> pd.DataFrame:
-        """Raw rows → the ID columns, `prediction`, `p_<class>`."""
+        """Raw rows → the ID columns, `prediction`, `p_<class>`. For a model trained on an image
+        folder, a column `image` of image files (paths or bytes, any size) → the same, `image` first."""
+        if self.manifest.get("format") == "npz":
+            if "image" not in table.columns or not self.manifest.get("image_shape"):
+                raise UserError(f"{what}: this model was trained on "
+                                + ("images: give a column 'image' of image files (paths or bytes)"
+                                   if self.manifest.get("image_shape") else "arrays: give an array of rows"))
+            images = table["image"].tolist()
+            names = table[["image"]] if all(isinstance(i, str) for i in images) else table[[]]
+            return pd.concat([names, self.outputs(self.images(images, what), table.index)], axis=1)
         _, encoded = encode_new(table, self.manifest, what)
         ids = self.id_columns(table)
         return pd.concat([table[ids], self.outputs(encoded, table.index)], axis=1)
+
+    def images(self, images: list, what: str = "--data") -> np.ndarray:
+        """Image files (paths or bytes) or arrays of any size, decoded as prep decoded the folder
+        (resize, grey ↔ RGB) and normalised with the TRAIN statistics: encoded rows."""
+        from alchemist.data.image_folder import decode
+
+        c, h, w = self.manifest["image_shape"]
+        raw = np.stack([decode(image, (h, w), c == 1, what) for image in images]) if images else \
+            np.zeros((0, c, h, w), np.float32)
+        return self.arrays(raw)
+
+    def arrays(self, X: np.ndarray) -> np.ndarray:
+        """Raw array rows (N, …) of an array source, normalised with the TRAIN statistics."""
+        from alchemist.data.arrays import manifest_statistics, normalise
+
+        width = len(self.manifest["features"])
+        if X.size // max(len(X), 1) != width:
+            raise UserError(f"model input: rows of shape {X.shape[1:]}; the model takes {width} values a row")
+        method, shift, scale = manifest_statistics(self.manifest)
+        return normalise(np.asarray(X, np.float64).reshape(len(X), -1), shift, scale, method)
 
     def scores(self, out: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
         """The selection metric (prep.json's) and accuracy — or rmse and r2 — of `out` on the true labels."""
