@@ -28,6 +28,8 @@ from alchemist.data.sources import file_sha256
 from alchemist.errors import UserError
 
 FINGERPRINTS = "test_rows.npz"
+LOCKBOX = ("only the lockbox reads them (PB-32): `snakemake final_test --config final_test=confirm` "
+           "evaluates the winner on them, once")
 
 
 def refuse_test_split(path: Path, manifest: dict, who: str, data_dir: Path) -> None:
@@ -39,7 +41,7 @@ def refuse_test_split(path: Path, manifest: dict, who: str, data_dir: Path) -> N
     if test_file.exists() and test_file.stat().st_size != Path(path).stat().st_size:
         return
     if test_sha and file_sha256(Path(path)) == test_sha:
-        raise UserError(f"{who} refuses test data ({path}); only the lockbox reads it (PB-32)")
+        raise UserError(f"{who} refuses test data ({path}); {LOCKBOX}")
 
 
 def matrix_row_hashes(block: np.ndarray) -> np.ndarray:
@@ -61,7 +63,7 @@ def refuse_test_matrix(X: np.ndarray, data_dir: Path, who: str, what: str, block
                   for s in range(0, len(X), block_rows))
     if overlap:
         raise UserError(f"{who} refuses {what}: {overlap} of its {len(X)} rows are test rows "
-                        f"(by content, in any order); only the lockbox reads them (PB-32)")
+                        f"(by content, in any order); {LOCKBOX}")
 
 
 def row_hashes(frame: pd.DataFrame, columns: list[str], numeric: list[str] | None = None) -> np.ndarray:
@@ -111,7 +113,7 @@ def refuse_test_rows(frame: pd.DataFrame, columns: list[str], kind: str, data_di
     overlap = int(np.isin(row_hashes(frame, columns, numeric), test).sum())
     if overlap:
         raise UserError(f"{who} refuses {what}: {overlap} of its {len(frame)} rows are test rows "
-                        f"(by content, in any order); only the lockbox reads them (PB-32)")
+                        f"(by content, in any order); {LOCKBOX}")
 
 
 def refuse_near_rows(X, data_dir: Path, manifest: dict, who: str, what: str) -> None:
@@ -130,8 +132,7 @@ def refuse_near_rows(X, data_dir: Path, manifest: dict, who: str, what: str) -> 
     if count:
         width = int(np.prod(np.shape(X)[1:]))
         raise UserError(f"{who} refuses {what}: {count} of its {len(X)} rows are "
-                        f"{near_rows.describe(width)} (by content, in any order); only the lockbox "
-                        "reads them (PB-32)")
+                        f"{near_rows.describe(width)} (by content, in any order); {LOCKBOX}")
 
 
 def prep_wrote(path: Path, name: str, manifest: dict) -> bool:
