@@ -210,3 +210,13 @@ def test_an_edit_reruns_exactly_the_jobs_whose_command_imports_it(tiny_with_src,
     finally:
         path.write_text(original)
     assert nothing_to_do(wf.run("-n"))
+
+
+def test_the_metric_direction_has_one_home():
+    """Whether the selection metric is minimised is decided by alchemist.train.metrics.direction
+    (from the loss) and read back from a table's `mode` column by analysis.tables.table_mode
+    alone: no module derives it again."""
+    deriving = sorted(m for m, p in FILES.items() if re.search(r'loss\s*[=!]=\s*"mse"', p.read_text()))
+    assert deriving == ["alchemist.train.metrics"], deriving
+    reading = sorted(m for m, p in FILES.items() if re.search(r'\["mode"\]\s*==|\["mode"\]\.iloc', p.read_text()))
+    assert not reading, reading

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from alchemist.analysis.stats import configurations, family_id
-from alchemist.analysis.tables import varied_columns
+from alchemist.analysis.tables import table_mode, varied_columns
 from alchemist.atomic import replacing
 from alchemist.trial import canonical_json
 
@@ -41,7 +41,7 @@ def leaderboard(seeds: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.D
     other named metric (`val_r2_mean`, `val_balanced_accuracy_mean`, …), params_json last."""
     if seeds.empty:
         return seeds
-    ascending = seeds["mode"].iloc[0] == "min"
+    ascending = table_mode(seeds, "the seeds table") == "min"
     board = seeds.sort_values(["mean", "config_id"], ascending=[ascending, True], ignore_index=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     if trials is not None and len(trials):

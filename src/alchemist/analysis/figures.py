@@ -12,7 +12,7 @@ import pandas as pd
 
 from alchemist.analysis import plots
 from alchemist.analysis.plots import _is_numeric, _save, metric_label, use_log_axis
-from alchemist.analysis.tables import StagePlans, stage_table, varied_columns
+from alchemist.analysis.tables import StagePlans, stage_table, table_mode, varied_columns
 
 MIN_IMPORTANCE_TRIALS = 8      # fewer usable trials tell nothing about which setting mattered
 
@@ -38,7 +38,7 @@ def _study(table: pd.DataFrame, columns: list[str], stage_dir: Path):
                                                    log=bool(use_log_axis(col[2:], table[col])))
         else:
             dists[col[2:]] = CategoricalDistribution(sorted(table[col].astype(str).unique()))
-    study = optuna.create_study(direction="minimize" if (table["mode"] == "min").any() else "maximize")
+    study = optuna.create_study(direction="minimize" if table_mode(table, default="max") == "min" else "maximize")
     trials = []
     for r in rows:
         value = usable_value(r["status"], r["best_val_metric"])

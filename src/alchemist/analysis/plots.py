@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from alchemist.analysis.stats import configurations, ranked_configurations  # noqa: E402
-from alchemist.analysis.tables import stage_table, varied_columns  # noqa: E402
+from alchemist.analysis.tables import stage_table, table_mode, varied_columns  # noqa: E402
 
 #: Settings always drawn on a log axis (PB-27); others only when they span > 1.5 decades.
 LOG_KEYS = frozenset({"lr", "weight_decay", "l1"})
@@ -175,7 +175,7 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
 def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0.95) -> Path:
     """Per configuration, best first (by mean): each seed's best_val_metric as a point, with
     mean ± CI (PB-31)."""
-    mode = "min" if (repeat_table["mode"] == "min").any() else "max"
+    mode = table_mode(repeat_table, "the repeat table", default="max")
     configs = ranked_configurations(configurations(repeat_table.itertuples(index=False), confidence), mode)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(configs) + 2), 3.8))
     rng = np.random.default_rng(0)
@@ -257,7 +257,7 @@ def stage_curves(table: pd.DataFrame, stage_dir: Path, out_png: Path) -> Path | 
     best configuration's trials highlighted; the best MAX_CURVES trials when there are more."""
     frames = []
     ok = table.assign(_v=pd.to_numeric(table["best_val_metric"], errors="coerce"))
-    mode = "min" if (ok["mode"] == "min").any() else "max"
+    mode = table_mode(ok, "the stage table", default="max")
     ok = ok.sort_values("_v", ascending=mode == "min", na_position="last").head(MAX_CURVES)
     for tid in ok["trial_id"]:
         path = Path(stage_dir) / "trials" / str(tid) / "metrics.parquet"

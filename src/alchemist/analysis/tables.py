@@ -152,9 +152,12 @@ def check_table(table: pd.DataFrame, where: str = "results table") -> pd.DataFra
     return table
 
 
-def table_mode(table: pd.DataFrame, where: str = "results table") -> str:
-    """`max` or `min`: the one optimisation direction of every row."""
-    modes = sorted(set(table["mode"].dropna().astype(str)))
+def table_mode(table: pd.DataFrame, where: str = "results table", default: str | None = None) -> str:
+    """`max` or `min`: the one optimisation direction of every row (written by training:
+    alchemist.train.metrics.direction); `default` for a table without any (no trial finished)."""
+    modes = sorted(set(table["mode"].dropna().astype(str))) if "mode" in table else []
+    if not modes and default:
+        return default
     if len(modes) != 1 or modes[0] not in ("max", "min"):
         raise UserError(f"{where}: expected one mode (max or min) in column `mode`, got {modes}")
     return modes[0]

@@ -9,7 +9,7 @@ import json
 import warnings
 from pathlib import Path
 
-from alchemist.analysis.tables import StagePlans, flatten, stage_table
+from alchemist.analysis.tables import StagePlans, flatten, stage_table, table_mode
 from alchemist.track.backend import retry
 from alchemist.track.trial_runs import DIGEST, KIND, STAGE, SYNC_VERSION, files_digest, named
 
@@ -55,7 +55,7 @@ def sync_parent(client, parent, folder: StagePlans, data_dir: Path | None, figur
         metric = str(table["metric"].dropna().iloc[0]) if table["metric"].notna().any() else "metric"
         metrics = {"n_trials": len(table), **{f"n_{k}": v for k, v in table["status"].value_counts().items()}}
         values = pd.to_numeric(table["best_val_metric"], errors="coerce").dropna()
-        minimise = (table["mode"] == "min").any()
+        minimise = table_mode(table, default="max") == "min"
         if len(values):
             metrics[named("best_trial_val_metric", metric)] = values.min() if minimise else values.max()
         seeds = folder.dir / "seeds.parquet"

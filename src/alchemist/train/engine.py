@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from alchemist.train.data import ALIGN, Manifest, Split, augment, batch_spans, eval_rows, to_device
 from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss
-from alchemist.train.metrics import PackMetrics, ranking_scores
+from alchemist.train.metrics import PackMetrics, direction, ranking_scores
 from alchemist.train.models import build_model
 from alchemist.train.params import trial_generator
 from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
@@ -238,7 +238,7 @@ class PackTrainer:
         train_metric = self.scoring.compute(st["score"], st["n"])["metric"]
         lrs = self.opt.lr.tolist()
         norms, ratios = probe
-        mode = "min" if self.loss == "mse" else "max"
+        mode = direction(self.loss)
         for k, t in enumerate(self.trials):
             if not self.active[k]:
                 continue

@@ -108,6 +108,12 @@ def recall_column(label: str) -> str:
     return f"val_recall_{safe}"
 
 
+def direction(loss: str) -> str:
+    """THE optimisation direction of a trial's selection metric, as the tables keep it in `mode`
+    (Optuna's StudyDirection): "min" for a regression (mse loss; its metric is rmse), else "max"."""
+    return "min" if loss == "mse" else "max"
+
+
 class PackMetrics:
     """The metrics of one pack (or one trained trial, K = 1): accumulate a score per batch
     (`zero`, `score`), then `compute` every metric by name; `columns` / `values` are the extra
@@ -116,7 +122,7 @@ class PackMetrics:
 
     def __init__(self, task: str, loss: str, chosen: str | None, n_classes: int,
                  classes: list[str] | None = None):
-        self.loss, self.regression = loss, loss == "mse"
+        self.loss, self.regression = loss, direction(loss) == "min"
         self.metric = selection_metric(task, chosen)
         self.n_labels = n_labels(task, n_classes)
         self.classes = list(classes or [str(i) for i in range(self.n_labels)])

@@ -25,6 +25,7 @@ from alchemist.train import checkpoint as ckpt
 from alchemist.train.diagnose import diagnose
 from alchemist.train.engine import PackTrainer, Preempted
 from alchemist.train.memory import current_limit_mb, is_out_of_memory, resident_mb
+from alchemist.train.metrics import direction
 from alchemist.train.runtime import load_trial_data
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
@@ -175,7 +176,7 @@ class Progress:
     def __init__(self, trainer: PackTrainer, pack_id: str):
         self.t0, self.pack_id, self.start_epoch = time.perf_counter(), pack_id, trainer.epoch
         self.name = f"val_{trainer.metric}"
-        self.minimise = trainer.loss == "mse"
+        self.minimise = direction(trainer.loss) == "min"
         # what "best" means: each trial's value at the epoch early stopping keeps (its lowest
         # val_loss, unless it monitors the metric itself), not the highest value it ever showed
         monitors = {t["monitor"] for t in trainer.trials}
@@ -211,7 +212,6 @@ def _finite(value):
 
 
 def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | None) -> None:
-    is_reg = trainer.loss == "mse"
     base = baseline(prep, trainer.train, trainer.metric)
     for k, (t, d) in enumerate(zip(trainer.trials, dirs)):
         rows, best, status = trainer.rows[k], trainer.best[k], trainer.status[k]
@@ -227,7 +227,7 @@ def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | Non
         at_best = next((r for r in rows if r["epoch"] == best["epoch"]), {})
         summary = {
             "trial_id": t["trial_id"], "status": status, "metric": trainer.metric,
-            "mode": "min" if is_reg else "max", "best_epoch": best["epoch"],
+            "mode": direction(trainer.loss), "best_epoch": best["epoch"],
             "best_val_metric": best["val_metric"], "best_val_loss": best["val_loss"],
             "final_val_metric": last.get("val_metric"), "final_val_loss": last.get("val_loss"),
             "best_epoch_metrics": {c: _finite(at_best.get(c)) for c in trainer.scoring.headline()},
