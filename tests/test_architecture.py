@@ -220,3 +220,23 @@ def test_the_metric_direction_has_one_home():
     assert deriving == ["alchemist.train.metrics"], deriving
     reading = sorted(m for m, p in FILES.items() if re.search(r'\["mode"\]\s*==|\["mode"\]\.iloc', p.read_text()))
     assert not reading, reading
+
+
+def test_the_stage_grammar_in_the_schema_and_in_stages_py_agree():
+    """workflow/schemas/config.schema.yaml validates a stage; search/stages.py parses it: the
+    kinds, each kind's keys and its samplers must be the same in both."""
+    import yaml
+
+    from alchemist.search.stages import ALLOWED_KEYS, KINDS, SAMPLERS
+
+    schema = yaml.safe_load((SRC.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    stage = schema["$defs"]["search_stage"]
+    assert stage["properties"]["kind"]["enum"] == list(KINDS)
+    for branch in stage["allOf"]:
+        kind = branch["if"]["properties"]["kind"]["const"]
+        props = branch["then"]["properties"]
+        keys = {k for k, v in props.items() if v != {"not": {}} and "not" not in v}
+        assert keys == ALLOWED_KEYS[kind], (kind, keys ^ ALLOWED_KEYS[kind])
+        if "sampler" in props:
+            told_ok = kind == "search"
+            assert props["sampler"]["enum"] == [n for n, told in SAMPLERS.items() if told_ok or not told], kind

@@ -59,7 +59,8 @@ def stage_specs(search: Mapping) -> list:
 
 
 KINDS = ("search", "halving", "repeat", "select")
-SAMPLERS = ("random", "grid", "tpe", "gp")
+SAMPLERS = {"random": False, "grid": False, "tpe": True, "gp": True}   # name → proposes from history
+MODEL_BASED = tuple(name for name, told in SAMPLERS.items() if told)     # rounds and round_size apply
 DATA_SPLITS = ("train", "train_coarse")
 _COMMON = {"name", "kind", "data", "set", "seed"}
 _SAMPLING = _COMMON | {"sampler", "trials", "from", "top_k", "fix_best", "tune", "space"}
@@ -98,7 +99,7 @@ class Stage:
         """Plans this stage needs (one Snakemake checkpoint each)."""
         if self.kind == "halving":
             return len(self.rungs)
-        return self.rounds if self.sampler in ("tpe", "gp") and self.kind == "search" else 1
+        return self.rounds if self.sampler in MODEL_BASED and self.kind == "search" else 1
 
 
 @dataclass(frozen=True)
@@ -196,13 +197,13 @@ def parse_stage(spec: Any, i: int, earlier: Mapping[str, Stage], pack_size: int,
 
 def _check_kind(stage: Stage, spec: Mapping, earlier: Mapping[str, Stage], where: str) -> None:
     if stage.kind in ("search", "halving"):
-        allowed = SAMPLERS if stage.kind == "search" else ("random", "grid")
+        allowed = tuple(n for n, told in SAMPLERS.items() if stage.kind == "search" or not told)
         _require(stage.sampler in allowed, f"{where}.sampler",
                  f"expected one of {', '.join(allowed)}, got {stage.sampler!r}")
         wants_trials = stage.sampler == "random"
         _require((stage.trials is not None) == wants_trials, where,
                  f"`trials` is {'required' if wants_trials else 'not used'} with sampler {stage.sampler}")
-        model = stage.sampler in ("tpe", "gp")
+        model = stage.sampler in MODEL_BASED
         _require(model or not {"rounds", "round_size"} & set(spec), where,
                  "`rounds` and `round_size` apply to the tpe and gp samplers only")
         _require(not model or "rounds" in spec, f"{where}.rounds", f"required with sampler {stage.sampler}")
