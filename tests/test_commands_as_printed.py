@@ -9,6 +9,7 @@ import shlex
 import shutil
 
 import pytest
+import yaml
 
 from alchemist.analysis import summary
 from conftest import REPO, Workflow
@@ -40,6 +41,11 @@ def printed_commands() -> list[str]:
 def copy(tmp_path_factory):
     wf = Workflow(tmp_path_factory.mktemp("printed") / "wf")
     shutil.copytree(REPO / "profiles", wf.root / "profiles")
+    experiment = wf.root / "experiments/iris/config"           # the README's second experiment
+    experiment.mkdir(parents=True)
+    config = wf.config
+    config["data"]["source"], config["mlflow"]["experiment"] = "sklearn:iris", "iris"
+    (experiment / "config.yaml").write_text(yaml.safe_dump(config))
     return wf
 
 
