@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from alchemist.analysis import plots
-from alchemist.analysis.plots import _is_numeric, _save, metric_label, use_log_axis
+from alchemist.analysis.plots import is_numeric, save_figure, metric_label, use_log_axis
 from alchemist.analysis.tables import StagePlans, stage_table, table_mode, varied_columns
 
 MIN_IMPORTANCE_TRIALS = 8      # fewer usable trials tell nothing about which setting mattered
@@ -31,7 +31,7 @@ def _study(table: pd.DataFrame, columns: list[str], stage_dir: Path):
     rows = sorted(table.to_dict("records"), key=lambda r: (order.get(r["trial_id"], 1 << 30), r["trial_id"]))
     dists = {}
     for col in columns:
-        if _is_numeric(table[col]):
+        if is_numeric(table[col]):
             v = pd.to_numeric(table[col])
             if v.min() < v.max():
                 dists[col[2:]] = FloatDistribution(float(v.min()), float(v.max()),
@@ -86,7 +86,7 @@ def importance_and_history(table: pd.DataFrame, stage_dir: Path, out_dir: Path) 
             if ax.get_legend():
                 ax.get_legend().remove()
             ax.figure.set_size_inches(7, 1.2 + 0.5 * len(study.trials[0].params))
-            made.append(_save(ax.figure, Path(out_dir) / "importance.png", left=1.6))
+            made.append(save_figure(ax.figure, Path(out_dir) / "importance.png", left=1.6))
         ax = ovm.plot_optimization_history(study)
         _title(ax, f"{Path(stage_dir).name}: {name} by trial, in sampling order")
         ax.set_ylabel(name)
@@ -94,7 +94,7 @@ def importance_and_history(table: pd.DataFrame, stage_dir: Path, out_dir: Path) 
             text.set_text({"Objective Value": name, "Best Value": "best so far"}.get(text.get_text(),
                                                                                    text.get_text()))
         ax.figure.set_size_inches(8, 3.8)
-        made.append(_save(ax.figure, Path(out_dir) / "history.png", right=1.8))
+        made.append(save_figure(ax.figure, Path(out_dir) / "history.png", right=1.8))
         made += settings_figures(study, Path(stage_dir).name, name, Path(out_dir))
     return made
 

@@ -27,7 +27,8 @@ LOG_KEYS = frozenset({"lr", "weight_decay", "l1"})
 LINEAR_KEYS = frozenset({"dropout", "momentum", "beta1", "beta2", "gamma", "plateau_factor"})
 
 
-def _is_numeric(values: pd.Series) -> bool:
+def is_numeric(values: pd.Series) -> bool:
+    """Whether a column's values are all numbers (booleans are not): drawn on a numeric axis."""
     vals = values.dropna()
     return len(vals) > 0 and all(isinstance(v, (int, float, np.integer, np.floating))
                                  and not isinstance(v, (bool, np.bool_)) for v in vals)
@@ -82,7 +83,8 @@ def _margins(fig, left=1.0, right=0.25, bottom=0.75, top=0.6, wspace=0.4, hspace
                         wspace=wspace, hspace=hspace)
 
 
-def _save(fig, out_png: Path, **margins) -> Path:
+def save_figure(fig, out_png: Path, **margins) -> Path:
+    """Write `fig` to `out_png` (its folder made, margins fitted) and close it; returns the path."""
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     _margins(fig, **margins)
@@ -109,7 +111,7 @@ def learning_curve(metrics_df: pd.DataFrame, out_png: Path, title: str | None = 
         ax.legend()
     if title:
         fig.suptitle(title)
-    return _save(fig, out_png, wspace=0.22)
+    return save_figure(fig, out_png, wspace=0.22)
 
 
 def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_val_metric",
@@ -122,7 +124,7 @@ def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_
         axes[0].text(0.5, 0.5, "no varying hyperparameters", ha="center", va="center")
     for ax, col in zip(axes, params):
         y = pd.to_numeric(ok[metric])
-        if _is_numeric(table_df[col]):
+        if is_numeric(table_df[col]):
             ax.scatter(pd.to_numeric(ok[col]), y, s=18, alpha=0.8)
             if use_log_axis(col[2:], table_df[col]):
                 _log_x(ax, table_df[col])
@@ -138,7 +140,7 @@ def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_
     failed = len(table_df) - len(ok)
     fig.suptitle((title or "metric vs hyperparameters") + (f" ({failed} trials without a metric)"
                                                            if failed else ""))
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Path,
@@ -152,7 +154,7 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
     if not params:
         axes[0].text(0.5, 0.5, "no varying hyperparameters", ha="center", va="center")
     for ax, col in zip(axes, params):
-        numeric = _is_numeric(both[col])
+        numeric = is_numeric(both[col])
         cats = sorted(both[col].dropna().astype(str).unique())
         for y, stage in enumerate(names):
             vals = both.loc[both["_stage"] == stage, col].dropna()
@@ -169,7 +171,7 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
         ax.set_ylim(-0.6, 1.6)
         ax.set_title(col[2:])
     fig.suptitle(f"{names[0]} → {names[1]}: ranges searched (PB-29)")
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0.95) -> Path:
@@ -187,7 +189,7 @@ def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0
     ax.set_ylabel(metric_label(repeat_table))
     ax.set_title(f"seed spread: each seed, mean ± {confidence:.0%} CI (PB-31)", fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def loss_limits(loss: pd.Series) -> tuple[float, float]:
@@ -217,7 +219,7 @@ def lr_find(df: pd.DataFrame, suggested_lr: float | None, out_png: Path) -> Path
     ax.legend()
     ax.grid(alpha=0.3)
     ax.set_title("LR range test (PB-13)")
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def stage_plots(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None) -> list[Path]:
@@ -280,7 +282,7 @@ def stage_curves(table: pd.DataFrame, stage_dir: Path, out_png: Path) -> Path | 
         ax.grid(alpha=0.3)
     label = f"best configuration {best[0]['config_id']} in red" if best else "no usable trial"
     fig.suptitle(f"{Path(stage_dir).name}: learning curves of {len(frames)} trials ({label})", fontsize=10)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def trial_curve(trial_dir: Path, out_png: Path) -> Path:
