@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from alchemist.train.data import ALIGN, Manifest, Split, augment, batch_spans, eval_rows, to_device
 from alchemist.train.losses import loss_kind, n_outputs, per_trial_loss
 from alchemist.train.metrics import PackMetrics, direction, ranking_scores
+from alchemist.train.stopping import Stopping
 from alchemist.train.models import build_model
 from alchemist.train.params import trial_generator
 from alchemist.train.optim import PackOptimizer, PackSchedule, lead, trial_grad_norms
@@ -33,7 +34,6 @@ from alchemist.train.transfer import ParameterGroups, load_weights
 
 # PackNet's parameters and their grads are views of one buffer each; grads accumulate in place.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
-DIVERGE_FACTOR = 100.0     # a train loss above 100x the initial loss counts as diverged (PB-16)
 class Preempted(Exception):
     """SIGTERM arrived: the state was checkpointed and the process should exit (143)."""
 
@@ -74,8 +74,7 @@ class PackTrainer:
         self.epoch, self.status = 0, ["running"] * self.K
         self.trial_epoch, self.start, self.cont = [0] * self.K, [0] * self.K, [None] * self.K
         self.rows: list[list[dict]] = [[] for _ in trials]
-        self.best = [{"epoch": None, "value": None, "val_loss": None, "val_metric": None, "bad": 0,
-                      "state": None} for _ in trials]
+        self.stopping = Stopping(trials, direction(self.loss))     # divergence, early stopping
         self.diverged_epoch: list[int | None] = [None] * self.K
         self.init_loss = self.evaluate(val)[0].tolist()
         self.stop_requested, self.pending = False, None
@@ -238,8 +237,7 @@ class PackTrainer:
         train_metric = self.scoring.compute(st["score"], st["n"])["metric"]
         lrs = self.opt.lr.tolist()
         norms, ratios = probe
-        mode = direction(self.loss)
-        for k, t in enumerate(self.trials):
+        for k in range(self.K):
             if not self.active[k]:
                 continue
             self.trial_epoch[k] += 1
@@ -252,27 +250,26 @@ class PackTrainer:
                    "epoch_time_s": wall}
             row.update({name: values[k] for name, values in extra.items()})
             self.rows[k].append(row)
-            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])) or \
-                    row["train_loss"] > DIVERGE_FACTOR * max(self.init_loss[k], 1e-3):
+            if self.stopping.diverged(row, self.init_loss[k]):
                 self.status[k], self.diverged_epoch[k] = "diverged", epoch
                 continue
-            best = self.best[k]
-            by_loss = t["monitor"] == "val_loss"
-            value = row["val_loss"] if by_loss else row["val_metric"]
-            sign = 1 if (by_loss or mode == "min") else -1
-            if best["value"] is None or sign * (best["value"] - value) > t["min_delta"]:
-                best.update(epoch=epoch, value=value, val_loss=row["val_loss"],
-                            val_metric=row["val_metric"], bad=0, state=self.model.trial_state(k))
-            else:
-                best["bad"] += 1
-                if t["early_stopping"] and best["bad"] >= t["patience"]:
-                    self.status[k] = "early_stopped"
+            if self.stopping.observe(k, epoch, row, lambda k=k: self.model.trial_state(k)):
+                self.status[k] = "early_stopped"
             if epoch >= self.epochs and self.status[k] == "running":
                 self.status[k] = "completed"
             if self.status[k] != "running":
                 self.cont[k] = self.snapshot(k)
         self.sched.step(val_loss.tolist())
         self.set_lr()
+
+    @property
+    def best(self) -> list[dict]:
+        """Each trial's best-epoch record (alchemist.train.stopping), as checkpoints keep it."""
+        return self.stopping.best
+
+    @best.setter
+    def best(self, records: list[dict]) -> None:
+        self.stopping.best = records
 
     def set_lr(self):
         """Each trial's scheduled LR for the next epoch; 0 freezes trials that stopped."""
