@@ -188,7 +188,7 @@ def tiny_with_src(tmp_path_factory):
     ("analysis/plots.py", {"publish_stage", "diagnostics"}),
     ("analysis/stats.py", {"plan_round", "aggregate_stage", "select_winner", "publish_stage"}),
     ("lockbox/policy.py", {"lockbox_status"}),
-    ("dag.py", set()),                    # the Snakefile's helper: no job runs it
+    ("dag/triggers.py", set()),           # the Snakefile's helpers: no job runs them
 ])
 def test_an_edit_reruns_exactly_the_jobs_whose_command_imports_it(tiny_with_src, module, some_expected,
                                                                    monkeypatch):
