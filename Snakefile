@@ -61,11 +61,13 @@ wildcard_constraints:
     pack=r"[0-9a-f]+",
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/prep.smk"
 include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/select.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/lockbox.smk"
 

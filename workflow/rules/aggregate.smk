@@ -1,4 +1,4 @@
-# Tables per round and per stage (trials, seed averages, leaderboard) and the final selection.
+# Tables per round and per stage (trials, seed averages, leaderboard); the selection: select.smk.
 
 
 rule aggregate_round:
@@ -39,22 +39,3 @@ rule aggregate_stage:
     shell:
         "{ALCHEMIST} aggregate --summary --packs {input.packs} --trials-dir {params.trials} "
         "--out {output.trials} > {log} 2>&1"
-
-
-rule select_winner:
-    input:
-        table=lambda wc: f"{RESULTS}/{STAGES[wc.select].source}/trials.parquet",
-    output:
-        f"{RESULTS}/{{select}}/winner.json",
-    params:
-        code=dag.command_digest("select"),
-        confidence=lambda wc: STAGES[wc.select].confidence,
-        source=lambda wc: STAGES[wc.select].source,
-    priority: CRITICAL
-    log:
-        f"{RESULTS}/logs/{{select}}.log",
-    conda:
-        ENV
-    shell:
-        "{ALCHEMIST} select --table {input.table} --source {params.source} --confidence {params.confidence} "
-        "--out {output} 2> {log} | tee -a {log}"

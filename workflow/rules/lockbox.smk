@@ -47,3 +47,17 @@ rule final_test:
         "--ledger {RESULTS}/lockbox/ledger.jsonl --status-file {RESULTS}/lockbox/status.txt "
         "--config-hash {params.config_hash} "
         "{params.unseal} {params.tracking} {params.model} 2>&1 | tee {log}"
+
+
+rule lockbox_status:
+    output:
+        report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),
+    params:
+        code=dag.command_digest("lockbox"),
+        ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl", f"{DATA}/lockbox.jsonl"),  # reruns when one grows
+    log:
+        f"{RESULTS}/logs/lockbox_status.log",
+    conda:
+        ENV
+    shell:
+        "{ALCHEMIST} lockbox --ledger {RESULTS}/lockbox/ledger.jsonl --data-dir {DATA} > {output} 2> {log}"

@@ -50,17 +50,3 @@ rule publish_selection:
     shell:
         "{ALCHEMIST} publish --results {RESULTS} --selection {input.winner} --model-name {params.model} "
         "{params.tracking} --marker {output.marker} > {log} 2>&1"
-
-
-rule lockbox_status:
-    output:
-        report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),
-    params:
-        code=dag.command_digest("lockbox"),
-        ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl", f"{DATA}/lockbox.jsonl"),  # reruns when one grows
-    log:
-        f"{RESULTS}/logs/lockbox_status.log",
-    conda:
-        ENV
-    shell:
-        "{ALCHEMIST} lockbox --ledger {RESULTS}/lockbox/ledger.jsonl --data-dir {DATA} > {output} 2> {log}"

@@ -81,13 +81,3 @@ rule plan_budget:
         "rc=0; {ALCHEMIST} budget --config {params.config} --data-dir {DATA} --probe-dir {RESULTS}/probe "
         "--mem-mb {resources.mem_mb} --threads {threads} --out {output} > {log} 2>&1 || rc=$?; "
         "cat {log} >&2; exit $rc"
-
-
-def round_packs(stage, round_):
-    """The pack done-files of one round (known once its plan checkpoint has run)."""
-    plan = checkpoints.plan_round.get(stage=stage, round=round_).output[0]
-    return [f"{RESULTS}/{stage}/round{round_}/packs/{p}.json" for p in dag.plan_packs(plan)]
-
-
-def stage_packs(stage):
-    return [f for r in range(1, STAGES[stage].n_rounds + 1) for f in round_packs(stage, r)]
