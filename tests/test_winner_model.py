@@ -15,13 +15,13 @@ from alchemist.data.prep import prepare, write
 
 
 def _table(labels, n: int = 240) -> pd.DataFrame:
-    """Two numeric columns (one with missing values), a categorical one, an ID column and a
-    target of `labels` that the numbers decide."""
+    """Two numeric columns (one with missing values), a categorical one, an ID column (prep drops
+    it), a column named in data.columns.drop and a target of `labels` that the numbers decide."""
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=n), rng.normal(size=n)
     cls = (a + 0.5 * b > 0).astype(int)
     b[::17] = np.nan
-    return pd.DataFrame({"id": [f"row-{i}" for i in range(n)], "a": a, "b": b,
+    return pd.DataFrame({"id": [f"row-{i}" for i in range(n)], "batch": np.arange(n) % 7, "a": a, "b": b,
                          "colour": rng.choice(["red", "green", "blue"], n),
                          "y": [labels[c] for c in cls]})
 
@@ -29,7 +29,8 @@ def _table(labels, n: int = 240) -> pd.DataFrame:
 def _trained(tmp_path, table: pd.DataFrame):
     """prep + two seeds of a small MLP trained on `table`: (prep.json, trial dirs)."""
     table.to_csv(tmp_path / "source.csv", index=False)
-    cfg = validate({"data": {"source": str(tmp_path / "source.csv"), "target": "y", "seed": 0}})["data"]
+    cfg = validate({"data": {"source": str(tmp_path / "source.csv"), "target": "y", "seed": 0,
+                             "columns": {"drop": ["batch"]}}})["data"]
     write(prepare(cfg), tmp_path / "data")
     trials = [{"trial_id": f"s{k}", "data": "train", "epochs": 12, "hidden": [16], "lr": 0.03, "seed": k}
               for k in range(2)]
@@ -50,7 +51,7 @@ def test_labels_come_back_in_their_own_type(tmp_path, labels, kind):
     table = _table(labels)
     manifest, dirs = _trained(tmp_path, table)
     out = Predictor(manifest, dirs).frame(table.drop(columns=["y"]))
-    assert list(out.columns[:2]) == ["id", "prediction"] and (out["id"] == table["id"]).all()
+    assert list(out.columns[:3]) == ["id", "batch", "prediction"] and (out["id"] == table["id"]).all()
     assert set(out["prediction"]) <= set(labels.values())
     assert out["prediction"].dtype.kind == kind
     assert all(isinstance(v, type(labels[0])) for v in out["prediction"].tolist())

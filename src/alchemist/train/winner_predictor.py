@@ -87,8 +87,10 @@ class Predictor:
         self.labels = typed_labels(manifest["classes"], self.target_type)
 
     def id_columns(self, table: pd.DataFrame) -> list[str]:
-        """The table's columns prep dropped (IDs, constants, dates it did not expand): passed through."""
-        dropped = (self.manifest.get("hygiene") or {}).get("dropped") or {}
+        """The table's columns prep left out — `data.columns.drop` (name your ID columns there) and
+        those it dropped itself (IDs, constants, dates it did not expand): passed through."""
+        dropped = set((self.manifest.get("hygiene") or {}).get("dropped") or {})
+        dropped |= set(((self.manifest.get("config") or {}).get("columns") or {}).get("drop") or [])
         return [c for c in table.columns if c in dropped and c != self.manifest.get("target")]
 
     def outputs(self, encoded: np.ndarray, index=None) -> pd.DataFrame:
