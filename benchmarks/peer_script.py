@@ -110,7 +110,7 @@ def main():
             with mlflow.start_run(nested=True):
                 mlflow.log_params(params)
                 value = run(lambda metrics, step: mlflow.log_metrics(metrics, step=step))
-                mlflow.log_metric("best_val_accuracy", value)
+                mlflow.log_metric("kept_val_accuracy", value)
                 return value
         parent = mlflow.start_run(run_name="peer")
     else:

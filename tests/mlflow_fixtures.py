@@ -45,8 +45,8 @@ def make_trial_dir(trials_dir: Path, trial: dict, epochs: int, status: str = "co
     best = int(df["val_metric"].idxmax())
     (out / "summary.json").write_text(json.dumps({
         "trial_id": trial["trial_id"], "status": status, "metric": "accuracy", "mode": "max",
-        "best_epoch": int(df["epoch"][best]), "best_val_metric": float(df["val_metric"][best]),
-        "best_val_loss": float(df["val_loss"].min()), "final_val_metric": float(df["val_metric"].iloc[-1]),
+        "kept_epoch": int(df["epoch"][best]), "kept_val_metric": float(df["val_metric"][best]),
+        "kept_val_loss": float(df["val_loss"].min()), "final_val_metric": float(df["val_metric"].iloc[-1]),
         "final_val_loss": None if status == "diverged" else float(df["val_loss"].iloc[-1]),
         "epochs_run": epochs, "diverged_epoch": epochs if status == "diverged" else None,
         "wall_time_s": 0.5 * epochs, "diagnosis": {"label": "ok", "next_step": "none"}}))

@@ -28,16 +28,16 @@ def config(space: Mapping | None = None, stages: list | None = None, pack_size: 
 def results_table(trials: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
                   objective: Callable[[Mapping[str, Any]], float], mode: str = "max",
                   status: Callable[[Mapping[str, Any]], str] = lambda t: "completed") -> pd.DataFrame:
-    """One row per trial (a plan's `trials` dict or a list), best_val_metric = objective(trial)."""
+    """One row per trial (a plan's `trials` dict or a list), kept_val_metric = objective(trial)."""
     if isinstance(trials, Mapping):
         trials = trials.values()
     rows = []
     for t in trials:
         value = float(objective(t))
-        rows.append({"trial_id": t["trial_id"], "status": status(t), "best_val_metric": value,
-                     "best_val_loss": -value if mode == "max" else value, "mode": mode,
+        rows.append({"trial_id": t["trial_id"], "status": status(t), "kept_val_metric": value,
+                     "kept_val_loss": -value if mode == "max" else value, "mode": mode,
                      "params_json": canonical_json(t)})
-    return pd.DataFrame(rows, columns=["trial_id", "status", "best_val_metric", "best_val_loss",
+    return pd.DataFrame(rows, columns=["trial_id", "status", "kept_val_metric", "kept_val_loss",
                                        "mode", "params_json"])
 
 

@@ -17,7 +17,7 @@ from mlflow_fixtures import make_stage
 
 
 def _row(tid, lr, seed, value, status="completed"):
-    return SimpleNamespace(trial_id=tid, status=status, best_val_metric=value,
+    return SimpleNamespace(trial_id=tid, status=status, kept_val_metric=value,
                            params_json=json.dumps({"lr": lr, "seed": seed, "trial_id": tid}))
 
 

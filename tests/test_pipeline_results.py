@@ -42,7 +42,7 @@ def test_every_trial_and_epoch_is_in_mlflow_nested_under_its_stage(default_pipel
             if stage == "repeat":       # named metrics once per epoch (val_metric is val_accuracy)
                 for key in ("val_accuracy", "val_balanced_accuracy", "val_roc_auc", "val_recall_3"):
                     assert len(client.get_metric_history(run.info.run_id, key)) == epochs, key
-                assert "best_val_roc_auc" in run.data.metrics
+                assert "kept_val_roc_auc" in run.data.metrics
             checked += 1
     assert checked == len(children) == 32 + 16 + 15
     for stage in ("coarse", "fine", "repeat"):
@@ -90,7 +90,7 @@ def test_mlflow_ui_lists_the_pipeline_runs(default_pipeline, tmp_path):
         exp_id = client.get_experiment_by_name("alchemist").experiment_id
         select = client.search_runs([exp_id], "tags.`alchemist.kind` = 'select'")[0]
         # sorting by a metric lists child runs flat (the default date order nests them)
-        query = urllib.parse.urlencode({"orderByKey": "metrics.`best_val_accuracy`", "orderByAsc": "false",
+        query = urllib.parse.urlencode({"orderByKey": "metrics.`kept_val_accuracy`", "orderByAsc": "false",
                                         "workflowType": "machine_learning"})
         runs_url = f"{uri}/#/experiments/{exp_id}/runs?{query}"
         dom = chromium(runs_url, tmp_path / "dom", "--dump-dom")

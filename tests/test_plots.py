@@ -36,7 +36,7 @@ def test_flatten_and_trial_table(results):
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": "[1,2]", "d": "x"}
     table = stage_table(results / "coarse")
     assert len(table) == 6 and set(table["status"]) == {"completed", "diverged", "failed"}
-    assert {"trial_id", "best_val_metric", "best_val_loss", "mode", "params_json", "p.lr",
+    assert {"trial_id", "kept_val_metric", "kept_val_loss", "mode", "params_json", "p.lr",
             "p.hidden"} <= set(table.columns)
     assert json.loads(table["params_json"][0])["trial_id"] == table["trial_id"][0]
 
@@ -57,7 +57,7 @@ def test_learning_curve_marks_diverged_epochs(tmp_path):
     df = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, np.nan],
                        "val_loss": [1.1, 0.6, np.inf], "train_metric": [0.5, 0.7, 0.1],
                        "val_metric": [0.4, 0.6, 0.1]})
-    assert _is_png(plots.learning_curve(df, tmp_path / "c.png", title="t", best_epoch=2))
+    assert _is_png(plots.learning_curve(df, tmp_path / "c.png", title="t", kept_epoch=2))
 
 
 def test_stage_figures(results, tmp_path):
@@ -91,7 +91,7 @@ def test_importance_is_skipped_when_every_trial_scores_the_same(tmp_path):
     from alchemist.analysis.figures import importance_and_history
 
     make_stage(tmp_path, "coarse", 10, epochs=3)
-    table = stage_table(tmp_path / "coarse").assign(best_val_metric=0.5)
+    table = stage_table(tmp_path / "coarse").assign(kept_val_metric=0.5)
     made = importance_and_history(table, tmp_path / "coarse", tmp_path / "figs")
     assert [p.name for p in made][0] == "history.png" and "importance.png" not in [p.name for p in made]
 

@@ -192,7 +192,7 @@ def test_a_source_larger_than_memory_prepares_and_trains(tmp_path):
                       "--out-dir", "out", "--threads", "1", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/summary.json")]
-    assert len(summaries) == 2 and all(s["status"] == "completed" and s["best_val_metric"] > 0.9
+    assert len(summaries) == 2 and all(s["status"] == "completed" and s["kept_val_metric"] > 0.9
                                        for s in summaries)
     # `alchemist predict` on new arrays: encoded with the stored statistics; test rows refused
     from alchemist.train.predict import predict_table

@@ -19,7 +19,7 @@ def test_progress_counts_trials_names_the_best_and_estimates_the_rest(tmp_path):
     for tid, value in (("a", 0.91), ("b", None)):
         (stage / "trials" / tid).mkdir(parents=True)
         (stage / "trials" / tid / "summary.json").write_text(json.dumps(
-            {"best_val_metric": value, "mode": "max", "metric": "balanced_accuracy"}))
+            {"kept_val_metric": value, "mode": "max", "metric": "balanced_accuracy"}))
     out = subprocess.run([sys.executable, "-m", "alchemist", "progress", "--results", str(tmp_path / "results"),
                           "--stage", "coarse"], capture_output=True, text=True, check=True).stdout.strip()
     assert re.fullmatch(r"alchemist: coarse round 1: 2/4 trials done · best val_balanced_accuracy 0\.9100 "

@@ -147,7 +147,7 @@ def test_failed_trial_without_metrics_or_config(tmp_path):
     (tdir / "config.json").unlink()  # settings then come from round1/plan.json
     summary = json.loads((tdir / "summary.json").read_text())
     (tdir / "summary.json").write_text(json.dumps({**summary, "status": "failed",
-                                                   "best_val_metric": None, "epochs_run": 0}))
+                                                   "kept_val_metric": None, "epochs_run": 0}))
     uri = backend.default_tracking_uri(results)
     report = sync.sync_stage(results / "coarse", tracking_uri=uri, experiment="failed")
     run = MlflowClient(uri).get_run(report.runs[tid])

@@ -212,7 +212,7 @@ def test_binary_task_with_cross_entropy_has_two_outputs(tmp_path):
                                    trial_id="ce")])
     assert run_pack(trials, data, tmp_path / "out", pack_id="p", threads=1) == 0
     summary = json.loads((tmp_path / "out" / "ce" / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["best_val_metric"] > 0.95
+    assert summary["status"] == "completed" and summary["kept_val_metric"] > 0.95
     val = load_split(data, "val", read_manifest(data))
     trained = TrainedTrial(tmp_path / "out" / "ce")
     assert trained.predict(val.X).shape == (len(val.y), 2)

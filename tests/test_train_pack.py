@@ -91,11 +91,11 @@ def test_cli_writes_the_contract_files(digits_dir, tmp_path):
     assert (metrics["update_ratio_min"] <= metrics["update_ratio_median"]).all()
     assert (metrics["update_ratio_median"] <= metrics["update_ratio_max"]).all()
     summary = json.loads((out / "aaa" / "summary.json").read_text())
-    assert {"trial_id", "status", "metric", "mode", "best_epoch", "best_val_metric", "best_val_loss",
+    assert {"trial_id", "status", "metric", "mode", "kept_epoch", "kept_val_metric", "kept_val_loss",
             "final_val_metric", "final_val_loss", "epochs_run", "diverged_epoch", "wall_time_s",
             "diagnosis"} <= set(summary)
     assert summary["metric"] == "accuracy" and summary["mode"] == "max"
-    assert summary["best_epoch"] == 1 and summary["epochs_run"] == 2     # min_delta 10: never improves
+    assert summary["kept_epoch"] == 1 and summary["epochs_run"] == 2     # min_delta 10: never improves
     assert summary["diagnosis"]["next_step"]
     assert json.loads((out / "aaa" / "config.json").read_text())["seed"] == 0
     assert not (out / "_checkpoints" / "p1.pt").exists()
@@ -110,12 +110,18 @@ def test_early_stopping_restores_best_weights(digits_dir, tmp_path):
     trials = complete_trials([dict(epochs=40, lr=0.03, patience=3, seed=0, trial_id="es")])
     run_pack(trials, digits_dir, tmp_path, pack_id="es", threads=1)
     summary = json.loads((tmp_path / "es" / "summary.json").read_text())
-    assert summary["status"] == "early_stopped" and summary["epochs_run"] == summary["best_epoch"] + 3
+    assert summary["status"] == "early_stopped" and summary["epochs_run"] == summary["kept_epoch"] + 3
     prep = read_manifest(digits_dir)
     val = load_split(digits_dir, "val", prep)
     result = TrainedTrial(tmp_path / "es").evaluate(val.X, val.y)
-    assert result["loss"] == pytest.approx(summary["best_val_loss"], rel=1e-5)
-    assert result["value"] == pytest.approx(summary["best_val_metric"])
+    assert result["loss"] == pytest.approx(summary["kept_val_loss"], rel=1e-5)
+    assert result["value"] == pytest.approx(summary["kept_val_metric"])
+    # the names say what they hold (issue 23): kept_* at the epoch whose weights are kept (the
+    # lowest val_loss here), peak_val_metric the best accuracy seen in any epoch
+    rows = pd.read_parquet(tmp_path / "es" / "metrics.parquet")
+    assert summary["kept_epoch"] == int(rows.loc[rows["val_loss"].idxmin(), "epoch"])
+    assert summary["peak_val_metric"] == pytest.approx(rows["val_metric"].max())
+    assert summary["peak_val_metric"] >= summary["kept_val_metric"]
 
 
 def test_digits_one_hidden_layer_reaches_97_percent(tmp_path):

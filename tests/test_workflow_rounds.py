@@ -41,7 +41,7 @@ def test_tpe_rounds_and_halving_rungs(workflow):
     config = load_config_file(workflow.root / "config/config.yaml")
     history = pd.read_parquet(results / "tpe/round1/trials.parquet")
     assert set(build_plan(config, "tpe", round_=2, history=history)["trials"]) == set(r2)
-    flipped = history.assign(best_val_metric=-history["best_val_metric"])
+    flipped = history.assign(kept_val_metric=-history["kept_val_metric"])
     assert set(build_plan(config, "tpe", round_=2, history=flipped)["trials"]) != set(r2)
     assert len(pd.read_parquet(results / "tpe/trials.parquet")) == 8
     # halving: 6 trials for 1 epoch, the best 6 // 3 = 2 continue to 3 epochs (same ids)

@@ -19,7 +19,7 @@ from alchemist.trial import canonical_json
 
 
 def seeds_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Mean, std and t-interval of best_val_metric per configuration with a usable trial (PB-31)."""
+    """Mean, std and t-interval of kept_val_metric per configuration with a usable trial (PB-31)."""
     if trials.empty:
         return pd.DataFrame()
     mode = {cid: m for cid, m in zip(trials["config_id"], trials["mode"])}
@@ -56,8 +56,8 @@ def leaderboard(seeds: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.D
                                           ("mean", "std", "ci_low", "ci_high", "ci_half_width")})
         by_trial = trials.set_index("trial_id")
         at = board.columns.get_loc("mode")
-        for col in [c for c in trials.columns if c.startswith("best_val_")
-                    and c not in ("best_val_metric", "best_val_loss")]:
+        for col in [c for c in trials.columns if c.startswith("kept_val_")
+                    and c not in ("kept_val_metric", "kept_val_loss")]:
             name = f"{col[5:]}_mean"                      # e.g. val_r2_mean over the seeds
             if name not in board.columns:
                 board.insert(at, name, [pd.to_numeric(by_trial[col].reindex(ids.split(",")),

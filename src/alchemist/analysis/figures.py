@@ -41,7 +41,7 @@ def _study(table: pd.DataFrame, columns: list[str], stage_dir: Path):
     study = optuna.create_study(direction="minimize" if table_mode(table, default="max") == "min" else "maximize")
     trials = []
     for r in rows:
-        value = usable_value(r["status"], r["best_val_metric"])
+        value = usable_value(r["status"], r["kept_val_metric"])
         if value is not None:
             params = {k: (float(r[f"p.{k}"]) if isinstance(d, FloatDistribution) else str(r[f"p.{k}"]))
                       for k, d in dists.items()}

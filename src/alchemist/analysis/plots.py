@@ -54,8 +54,8 @@ def _grid(n: int, width: float = 4.0, height: float = 3.2):
     return fig, list(axes.flat[:n])
 
 
-def metric_label(table: pd.DataFrame, column: str = "best_val_metric") -> str:
-    """An axis label with the metric's name: best_val_metric → best val_accuracy."""
+def metric_label(table: pd.DataFrame, column: str = "kept_val_metric") -> str:
+    """An axis label with the metric's name: kept_val_metric → best val_accuracy."""
     names = table["metric"].dropna().astype(str).unique() if "metric" in table else []
     return column.replace("_val_metric", f" val_{names[0]}") if len(names) == 1 else column
 
@@ -94,7 +94,7 @@ def save_figure(fig, out_png: Path, **margins) -> Path:
 
 
 def learning_curve(metrics_df: pd.DataFrame, out_png: Path, title: str | None = None,
-                   best_epoch: int | None = None) -> Path:
+                   kept_epoch: int | None = None) -> Path:
     """Train vs validation loss and metric per epoch (PB-22); best epoch marked if given."""
     df = metrics_df.replace([np.inf, -np.inf], np.nan)
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -103,8 +103,8 @@ def learning_curve(metrics_df: pd.DataFrame, out_png: Path, title: str | None = 
             col = f"{split}_{what}"
             if col in df:
                 ax.plot(df["epoch"], df[col], style, marker=".", label=col)
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="grey", ls=":", label=f"best epoch {best_epoch}")
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="grey", ls=":", label=f"best epoch {kept_epoch}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
@@ -114,7 +114,7 @@ def learning_curve(metrics_df: pd.DataFrame, out_png: Path, title: str | None = 
     return save_figure(fig, out_png, wspace=0.22)
 
 
-def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "best_val_metric",
+def metric_vs_params(table_df: pd.DataFrame, out_png: Path, metric: str = "kept_val_metric",
                      title: str | None = None) -> Path:
     """One subplot per varying hyperparameter: the trial metric against its value."""
     ok = table_df[pd.to_numeric(table_df[metric], errors="coerce").notna()]
@@ -175,7 +175,7 @@ def narrowing(wide_table: pd.DataFrame, narrow_table: pd.DataFrame, out_png: Pat
 
 
 def seed_spread(repeat_table: pd.DataFrame, out_png: Path, confidence: float = 0.95) -> Path:
-    """Per configuration, best first (by mean): each seed's best_val_metric as a point, with
+    """Per configuration, best first (by mean): each seed's kept_val_metric as a point, with
     mean ± CI (PB-31)."""
     mode = table_mode(repeat_table, "the repeat table", default="max")
     configs = ranked_configurations(configurations(repeat_table.itertuples(index=False), confidence), mode)
@@ -258,7 +258,7 @@ def stage_curves(table: pd.DataFrame, stage_dir: Path, out_png: Path) -> Path | 
     """Every trial's validation loss and metric per epoch in one figure (PB-22): thin lines, the
     best configuration's trials highlighted; the best MAX_CURVES trials when there are more."""
     frames = []
-    ok = table.assign(_v=pd.to_numeric(table["best_val_metric"], errors="coerce"))
+    ok = table.assign(_v=pd.to_numeric(table["kept_val_metric"], errors="coerce"))
     mode = table_mode(ok, "the stage table", default="max")
     ok = ok.sort_values("_v", ascending=mode == "min", na_position="last").head(MAX_CURVES)
     for tid in ok["trial_id"]:
@@ -294,4 +294,4 @@ def trial_curve(trial_dir: Path, out_png: Path) -> Path:
     label = (summary.get("diagnosis") or {}).get("label")
     return learning_curve(pd.read_parquet(trial_dir / "metrics.parquet"), out_png,
                           title=f"{title} ({label})" if label else title,
-                          best_epoch=summary.get("best_epoch"))
+                          kept_epoch=summary.get("kept_epoch"))

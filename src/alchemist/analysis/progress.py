@@ -38,7 +38,7 @@ def stage_line(results: Path, stage: str, round_: int) -> str | None:
     best = None
     for tid in finished:
         s = _json(Path(results) / stage / "trials" / tid / "summary.json")
-        value = s.get("best_val_metric")
+        value = s.get("kept_val_metric")
         if isinstance(value, (int, float)):
             better = best is None or (value < best[0] if s.get("mode") == "min" else value > best[0])
             if better:

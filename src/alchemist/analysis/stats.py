@@ -2,7 +2,7 @@
 mean ± Student-t interval over its seeds (PB-31). Aggregation, selection, the plots, the lockbox
 and tracking all use these, so every file, figure and MLflow tag agrees.
 
-* usable: status completed or early_stopped, and a finite `best_val_metric`; diverged and failed
+* usable: status completed or early_stopped, and a finite `kept_val_metric`; diverged and failed
   trials never rank or win;
 * configuration: a trial's settings without `seed` and `trial_id`; its id is the first 12 hex
   chars of sha256 of their canonical JSON (`config_id`); its family id (`family_id`) leaves out
@@ -77,14 +77,14 @@ def summarise_values(values: list[float], confidence: float = 0.95) -> dict[str,
 def configurations(rows: Iterable, confidence: float = 0.95) -> list[dict[str, Any]]:
     """Per configuration, in config-id order: config_id, params, trial_ids, seeds, values (usable
     trials, in trial-id order), failed (the others' ids) and the summarise_values statistics.
-    `rows` are trial rows with trial_id, status, best_val_metric and params_json."""
+    `rows` are trial rows with trial_id, status, kept_val_metric and params_json."""
     groups: dict[str, dict[str, Any]] = {}
     for row in sorted(rows, key=lambda r: str(r.trial_id)):
         settings = json.loads(row.params_json)
         cid = config_id(settings)
         g = groups.setdefault(cid, {"config_id": cid, "trial_ids": [], "seeds": [], "values": [],
                                     "failed": [], "params": config_settings(settings)})
-        value = usable_value(row.status, row.best_val_metric)
+        value = usable_value(row.status, row.kept_val_metric)
         if value is None:
             g["failed"].append(str(row.trial_id))
             continue

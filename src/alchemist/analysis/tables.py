@@ -2,9 +2,13 @@
 files are the source of truth) and read back by the search, selection, plots and tracking.
 
 Columns: trial_id, stage, pack_id, round, the summary's fields (SUMMARY_COLUMNS), diagnosis,
-next_step, the other named metrics at the best epoch (`best_val_r2`; or `best_val_accuracy`,
-`best_val_balanced_accuracy`, `best_val_macro_f1`, `best_val_roc_auc`), config_id, params_json (canonical JSON of the trial config) and one `p.<key>` column
-per setting (nested mappings as dotted keys, lists as canonical JSON).
+next_step, the other named metrics at the kept epoch (`kept_val_r2`; or `kept_val_accuracy`,
+`kept_val_balanced_accuracy`, `kept_val_macro_f1`, `kept_val_roc_auc`), config_id, params_json
+(canonical JSON of the trial config) and one `p.<key>` column per setting (nested mappings as
+dotted keys, lists as canonical JSON). The names say what they hold: `kept_*` is the value at
+`kept_epoch`, the epoch whose weights the trial keeps (its monitor's best — the lowest val_loss
+by default; early stopping restores them), `peak_val_metric` the best value of the selection
+metric seen in any epoch, `final_*` the value at the last epoch run.
 """
 from __future__ import annotations
 
@@ -19,10 +23,10 @@ from alchemist.analysis.stats import config_id, family_id
 from alchemist.errors import UserError
 from alchemist.trial import canonical_json
 
-SUMMARY_COLUMNS = ("status", "metric", "mode", "best_epoch", "best_val_metric", "best_val_loss",
-                   "final_val_metric", "final_val_loss", "epochs_run", "diverged_epoch",
+SUMMARY_COLUMNS = ("status", "metric", "mode", "kept_epoch", "kept_val_metric", "kept_val_loss",
+                   "peak_val_metric", "final_val_metric", "final_val_loss", "epochs_run", "diverged_epoch",
                    "wall_time_s")
-REQUIRED_COLUMNS = ("trial_id", "status", "best_val_metric", "best_val_loss", "mode", "params_json")
+REQUIRED_COLUMNS = ("trial_id", "status", "kept_val_metric", "kept_val_loss", "mode", "params_json")
 
 
 #: settings that never name a run or count as varied (places, execution)
@@ -93,8 +97,8 @@ def trial_row(trial_dir: Path, pack_id: str | None = None, round_: int | None = 
     diagnosis = summary.get("diagnosis") or {}
     row["diagnosis"] = diagnosis.get("label")
     row["next_step"] = diagnosis.get("next_step")
-    row.update({f"best_{name}": value for name, value in
-                (summary.get("best_epoch_metrics") or {}).items()})   # e.g. best_val_r2
+    row.update({f"kept_{name}": value for name, value in
+                (summary.get("kept_epoch_metrics") or {}).items()})   # e.g. kept_val_r2
     row["config_id"] = config_id(config)
     row["family_id"] = family_id(config)
     row["params_json"] = canonical_json(config)

@@ -1,6 +1,6 @@
 """What the search learns from earlier results: stage tables (alchemist.analysis.tables) ranked.
 
-Usable trials (alchemist.analysis.stats) are ranked by `best_val_metric`; diverged and failed
+Usable trials (alchemist.analysis.stats) are ranked by `kept_val_metric`; diverged and failed
 trials never win, and model-based samplers are told them as the worst usable value seen (or as
 failed when there is none), so they learn to avoid that region.
 """
@@ -20,7 +20,7 @@ from alchemist.errors import UserError
 class Result:
     trial_id: str
     settings: dict          # the trial config (params_json)
-    value: float            # best_val_metric
+    value: float            # kept_val_metric
 
 
 def ranked(table: pd.DataFrame, where: str = "results table") -> list[Result]:
@@ -31,7 +31,7 @@ def ranked(table: pd.DataFrame, where: str = "results table") -> list[Result]:
     sign = -1.0 if table_mode(table, where) == "max" else 1.0
     rows = []
     for r in table.itertuples(index=False):
-        value = usable_value(r.status, r.best_val_metric)
+        value = usable_value(r.status, r.kept_val_metric)
         if value is not None:
             rows.append(Result(str(r.trial_id), json.loads(r.params_json), value))
     return sorted(rows, key=lambda r: (sign * r.value, r.trial_id))

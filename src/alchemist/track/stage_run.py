@@ -54,7 +54,7 @@ def sync_parent(client, parent, folder: StagePlans, data_dir: Path | None, figur
     if len(table):
         metric = str(table["metric"].dropna().iloc[0]) if table["metric"].notna().any() else "metric"
         metrics = {"n_trials": len(table), **{f"n_{k}": v for k, v in table["status"].value_counts().items()}}
-        values = pd.to_numeric(table["best_val_metric"], errors="coerce").dropna()
+        values = pd.to_numeric(table["kept_val_metric"], errors="coerce").dropna()
         minimise = table_mode(table, default="max") == "min"
         if len(values):
             metrics[named("best_trial_val_metric", metric)] = values.min() if minimise else values.max()

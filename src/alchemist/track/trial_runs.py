@@ -25,8 +25,8 @@ SYNC_VERSION = "3"
 KIND, STAGE, TRIAL, DIGEST, SOURCE = ("alchemist.kind", "alchemist.stage", "alchemist.trial_id",
                                       "alchemist.synced_digest", "alchemist.source_digest")
 TRIAL_FILES = ("summary.json", "config.json", "metrics.parquet")
-SUMMARY_METRICS = ("best_val_metric", "best_val_loss", "final_val_metric", "final_val_loss",
-                   "best_epoch", "epochs_run", "wall_time_s")
+SUMMARY_METRICS = ("kept_val_metric", "kept_val_loss", "peak_val_metric", "final_val_metric", "final_val_loss",
+                   "kept_epoch", "epochs_run", "wall_time_s")
 BATCH = 500      # trials per create/finish transaction
 #: params every trial run carries besides the settings its stage varies
 KEY_PARAMS = ("model", "hidden", "activation", "optimizer", "lr", "weight_decay", "dropout",
@@ -97,9 +97,9 @@ def trial_spec(trial_dir: Path, stage: str, parent_id: str, digest: str, config:
     points = epoch_points(trial_dir / "metrics.parquet", start_ms, metric)
     points += [(named(k, metric), float(summary[k]), done_ms, 0) for k in SUMMARY_METRICS
                if isinstance(summary.get(k), (int, float)) and not isinstance(summary[k], bool)]
-    points += [(f"best_{k}", float(v), done_ms, 0) for k, v in
-               (summary.get("best_epoch_metrics") or {}).items()
-               if isinstance(v, (int, float)) and f"best_{k}" != named("best_val_metric", metric)]
+    points += [(f"kept_{k}", float(v), done_ms, 0) for k, v in
+               (summary.get("kept_epoch_metrics") or {}).items()
+               if isinstance(v, (int, float)) and f"kept_{k}" != named("kept_val_metric", metric)]
     diagnosis = summary.get("diagnosis") or {}
     tags = {KIND: "trial", STAGE: stage, TRIAL: tid, SOURCE: digest, PARENT: parent_id, **source_tags}
     tags.update({f"alchemist.{k}": str(v) for k, v in {

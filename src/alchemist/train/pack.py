@@ -211,6 +211,13 @@ def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def peak(rows: list[dict], mode: str) -> float | None:
+    """The best value of the selection metric seen in any epoch (`peak_val_metric`), beside the
+    value at the epoch whose weights are kept (`kept_val_metric`: the monitor's best epoch)."""
+    values = [r["val_metric"] for r in rows if r.get("val_metric") is not None and math.isfinite(r["val_metric"])]
+    return (min(values) if mode == "min" else max(values)) if values else None
+
+
 def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | None) -> None:
     base = baseline(prep, trainer.train, trainer.metric)
     for k, (t, d) in enumerate(zip(trainer.trials, dirs)):
@@ -227,10 +234,11 @@ def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | Non
         at_best = next((r for r in rows if r["epoch"] == best["epoch"]), {})
         summary = {
             "trial_id": t["trial_id"], "status": status, "metric": trainer.metric,
-            "mode": direction(trainer.loss), "best_epoch": best["epoch"],
-            "best_val_metric": best["val_metric"], "best_val_loss": best["val_loss"],
+            "mode": direction(trainer.loss), "kept_epoch": best["epoch"],
+            "kept_val_metric": best["val_metric"], "kept_val_loss": best["val_loss"],
+            "peak_val_metric": peak(rows, direction(trainer.loss)),
             "final_val_metric": last.get("val_metric"), "final_val_loss": last.get("val_loss"),
-            "best_epoch_metrics": {c: _finite(at_best.get(c)) for c in trainer.scoring.headline()},
+            "kept_epoch_metrics": {c: _finite(at_best.get(c)) for c in trainer.scoring.headline()},
             "epochs_run": len(rows), "diverged_epoch": trainer.diverged_epoch[k],
             "wall_time_s": sum(r["epoch_time_s"] for r in rows), "initial_val_loss": trainer.init_loss[k],
             "diagnosis": diagnose(rows, status, prep.task, trainer.init_loss[k], base),
