@@ -267,11 +267,11 @@ def test_predict_refuses_the_test_split_even_renamed(opened, tmp_path):
 
 def test_the_seal_beside_the_data_refuses_on_its_own(opened, tmp_path):
     """No ledger file, no MLflow: the copy in results/data/lockbox.jsonl still refuses."""
-    from alchemist.lockbox.evaluate import open_lockbox
+    from alchemist.lockbox.evaluate import final_test
     from alchemist.lockbox.policy import Refused
 
     with pytest.raises(Refused, match="opening #1"):
-        open_lockbox(data_dir=opened.root / "results/data",
+        final_test(data_dir=opened.root / "results/data",
                      winner_file=opened.root / "results/select/winner.json",
                      trials_dir=opened.root / "results/repeat/trials", out_dir=tmp_path / "out",
                      ledger=tmp_path / "fresh-ledger.jsonl")

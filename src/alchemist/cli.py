@@ -29,7 +29,7 @@ COMMANDS = {
     "lr-find": "lr_find",
     "sanity": "sanity",
     "diagnostics": "diagnostics",
-    "final-test": "final_evaluation",
+    "final-test": "final_test",
     "lockbox": "lockbox",
     "predict": "predict",
     "progress": "progress",

@@ -88,7 +88,7 @@ def evaluate_winner(data_dir: Path, winner: dict, trial_dirs: list[Path], device
             "per_trial": per_trial, "rows": len(y)}
 
 
-def open_lockbox(*, data_dir: Path, winner_file: Path | None = None, trials_dir: Path | None = None,
+def final_test(*, data_dir: Path, winner_file: Path | None = None, trials_dir: Path | None = None,
                  out_dir: Path = RESULTS, ledger: Path = LEDGER, unseal_reason: str | None = None,
                  config_hash: str = "", remote=None, device: str = "cpu") -> dict:
     """Check the ledgers, record an unseal if one is given and needed, evaluate, record. Held

@@ -1,5 +1,6 @@
-"""`alchemist final-test`: the one-time test-set evaluation (PB-32), guarded by the lockbox.
-(The module is not named `final_test.py`: test runners would take it for a test file.)"""
+"""`alchemist final-test`: the one-time test-set evaluation (PB-32), guarded by the lockbox — the
+step called final_test everywhere (the rule, this module, alchemist.lockbox.evaluate.final_test;
+the CLI spells commands with a hyphen). pytest collects only tests/ (pyproject's testpaths)."""
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,10 @@ def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
 
 def run(args: argparse.Namespace) -> int:
     from alchemist.atomic import write_text
-    from alchemist.lockbox.evaluate import format_result, open_lockbox
+    from alchemist.lockbox.evaluate import final_test, format_result
     from alchemist.lockbox.policy import format_status
 
-    outcome = open_lockbox(data_dir=args.data_dir, winner_file=args.winner,
+    outcome = final_test(data_dir=args.data_dir, winner_file=args.winner,
                            trials_dir=args.trials_dir, out_dir=args.out_dir, ledger=args.ledger,
                            unseal_reason=args.unseal_reason, config_hash=args.config_hash,
                            remote=remote_ledger(args))
