@@ -36,6 +36,7 @@ def split_suffix(data_cfg: dict) -> str:
 
 
 def split_path(data_dir: str | Path, name: str, manifest: dict) -> Path:
+    """THE path of a prepared split (`<name>.parquet`, or `.npz` for array sources)."""
     return Path(data_dir) / f"{name}{FORMATS[manifest.get('format', 'parquet')]}"
 
 
@@ -69,6 +70,7 @@ def open_member(path: str | Path, name: str) -> np.ndarray:
 
 
 def member_names(path: str | Path) -> list[str]:
+    """The arrays an .npz holds, by name."""
     with zipfile.ZipFile(path) as archive:
         return [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
 

@@ -39,6 +39,7 @@ ROWS = ".rows.npy"
 
 
 def seal(data_dir: Path) -> Path:
+    """The ledger's copy beside the prepared data (results/data/lockbox.jsonl)."""
     return Path(data_dir) / SEAL
 
 
@@ -55,6 +56,7 @@ def source_key(manifest: dict) -> str:
 
 
 def key_of(source_sha256: str, test_file_sha256: str | None) -> str:
+    """The source-file key of a lockbox (16 hex digits of the two files' hashes)."""
     return hashlib.sha256(f"{source_sha256}:{test_file_sha256}".encode()).hexdigest()[:16]
 
 
@@ -90,6 +92,7 @@ def test_rows(data_dir: Path) -> np.ndarray | None:
 
 
 def rows_key(hashes: np.ndarray) -> str:
+    """The key of a set of test rows: `r` + 15 hex digits of their sorted unique hashes."""
     return "r" + hashlib.sha256(np.unique(hashes.astype(np.uint64)).tobytes()).hexdigest()[:15]
 
 
@@ -189,6 +192,8 @@ def local_copies(data_dir: Path, ledger: Path, keys: tuple[str, ...],
 
 
 def manifest_keys(data_dir: Path) -> tuple[str, ...]:
+    """Every key the prepared data's lockbox may be recorded under (its rows', its source's);
+    () before prep."""
     path = Path(data_dir) / "prep.json"
     return keys_for(json.loads(path.read_text()), test_rows(data_dir)) if path.exists() else ()
 
@@ -209,6 +214,8 @@ def record_local(event: dict, data_dir: Path, ledger: Path, rows: np.ndarray | N
 
 
 def new_event(kind: str, key: str, **fields) -> dict:
+    """A ledger event (`evaluation`, `result`, `unseal`) under `key`, stamped with the time and a
+    unique id."""
     time = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     event_id = hashlib.sha256(f"{kind}:{key}:{time}:{os.getpid()}:{fields}".encode()).hexdigest()[:16]
     return {"kind": kind, "event_id": event_id, "time": time, "source_key": key, **fields}

@@ -38,10 +38,14 @@ FORMAT = 4   # the saved state's layout; 2: one optimiser slot per parameter, 16
 
 
 def pack_fingerprint(trials: list[dict]) -> str:
+    """The pack's identity for its checkpoint (settings and format): a checkpoint of another
+    pack is never resumed."""
     return short_hash([FORMAT] + [{k: v for k, v in t.items() if k != "checkpoint_every"} for t in trials], 16)
 
 
 def trainer_state(tr) -> dict:
+    """Everything a PackTrainer needs to go on after a kill: bookkeeping, weights, optimiser,
+    schedule and every random generator."""
     return {
         "epoch": tr.epoch, "status": tr.status, "rows": tr.rows, "best": tr.best,
         "trial_epoch": tr.trial_epoch, "start": tr.start, "cont": tr.cont,
@@ -53,6 +57,7 @@ def trainer_state(tr) -> dict:
 
 
 def restore(tr, state: dict) -> None:
+    """Put a trainer_state back into a freshly built PackTrainer (tensors onto its device)."""
     for key in ("epoch", "status", "rows", "best", "diverged_epoch", "init_loss", "pending",
                 "trial_epoch", "start", "cont"):
         setattr(tr, key, state[key])
@@ -98,6 +103,7 @@ class Throttle:
 
 
 def save_atomic(obj, path: str | Path) -> None:
+    """torch.save into a temporary file, fsynced, then renamed over `path`."""
     with replacing(path, fsync=True) as tmp:
         torch.save(obj, tmp)
 

@@ -254,6 +254,9 @@ class PackNet(nn.Module):
 
 def build_model(trials: list[dict], n_in: int, n_out: int, image_shape=None, device="cpu",
                 sequence: dict | None = None) -> nn.Module:
+    """THE model factory: the pack's K trials as one module on `device` — a user's
+    `module:factory` (vectorised, alchemist.train.custom), an LSTM/GRU over token ids, or the
+    built-in MLP / residual MLP / CNN; (K, batch, n_in) → (K, batch, n_out)."""
     kind = trials[0]["model"]
     if ":" in kind:
         from alchemist.train.custom import build_custom
