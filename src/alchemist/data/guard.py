@@ -126,8 +126,12 @@ def refuse_near_rows(X, data_dir: Path, manifest: dict, who: str, what: str) -> 
     if index is None or not len(X):
         return
 
+    test = []                          # read once, and only if some block has candidates
+
     def test_rows(ids):
-        return read_split(data_dir, "test", manifest, manifest["features"])[0][ids]
+        if not test:
+            test.append(read_split(data_dir, "test", manifest, manifest["features"])[0])
+        return test[0][ids]
     count = near_rows.near_count(X, index, test_rows)
     if count:
         width = int(np.prod(np.shape(X)[1:]))

@@ -117,8 +117,10 @@ def near_count(X, index: dict[str, np.ndarray], test_rows) -> int:
             continue
         lo = np.searchsorted(keys, k[hit_row, hit_col], "left")
         hi = np.searchsorted(keys, k[hit_row, hit_col], "right")
-        query = np.repeat(hit_row, hi - lo)
-        cand = owners[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])]
+        counts = hi - lo                # each hit's range of owners in the sorted keys, flattened
+        query = np.repeat(hit_row, counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        cand = owners[np.repeat(lo, counts) + offsets]
         pairs = np.unique(np.stack([query, cand]), axis=1)
         test = np.asarray(test_rows(np.unique(pairs[1])), dtype=np.float64).reshape(-1, width)
         where = np.searchsorted(np.unique(pairs[1]), pairs[1])
