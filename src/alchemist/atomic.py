@@ -50,6 +50,7 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` with `text` atomically: a reader sees the old file or the new one, never part of one."""
     with replacing(path) as tmp:
         tmp.write_text(text)
 
@@ -61,4 +62,5 @@ def dumps(obj: Any, allow_nan: bool = True) -> str:
 
 
 def write_json(path: str | os.PathLike, obj: Any, allow_nan: bool = True) -> None:
+    """Replace `path` atomically with `obj` as deterministic JSON (`dumps`); allow_nan=False refuses NaN."""
     write_text(path, dumps(obj, allow_nan))

@@ -51,6 +51,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit status of the `alchemist` command in `argv` (default sys.argv[1:]): the command's own (0 if
+    none), 2 after a UserError, 1 after a full disk; other errors are raised."""
     # pyarrow's default allocator (mimalloc) reserves GBs of address space it never touches; a
     # training job's memory cap (RLIMIT_DATA, alchemist.train.memory) would count it. Set before
     # any command imports pyarrow; the system allocator uses as much resident memory.

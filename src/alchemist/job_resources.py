@@ -54,5 +54,6 @@ def export_slots(workflow, config: dict) -> None:
 
 
 def threads(config: dict, rule: str) -> int:
+    """Threads for `rule`: `resources.<rule>.threads`, else `resources.default.threads`, else 1."""
     section = config.get("resources", {})
     return int({**section.get("default", {}), **section.get(rule, {})}.get("threads", 1))

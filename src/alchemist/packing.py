@@ -66,6 +66,7 @@ def fits(figures: dict, K: int, limit_mb: float | None) -> bool:
 
 
 def job_seconds(size: dict, startup_s: float, epochs: int, batches: int) -> float:
+    """Estimated seconds of one packed job: start-up plus `epochs` x (`batches` x step_s + eval_s)."""
     return startup_s + epochs * (batches * size["step_s"] + size.get("eval_s", 0.0))
 
 

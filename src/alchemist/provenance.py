@@ -80,6 +80,7 @@ def closure(*modules: str) -> list[Path]:
 
 
 def digest(files: list[Path]) -> str:
+    """A 16-hex fingerprint of `files`: their package-relative paths and bytes, in the given order."""
     h = hashlib.sha256()
     for path in files:
         h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes())

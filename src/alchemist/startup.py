@@ -86,6 +86,7 @@ def _other_snakemake_here(workdir: Path) -> bool:
 
 
 def print_hints(argv: list[str] | None = None) -> None:
+    """Print to stderr how to continue after a killed run (`killed_run_hint`), when there is such a run."""
     hint = killed_run_hint(list(argv if argv is not None else sys.argv))
     if hint:
         print(hint, file=sys.stderr)

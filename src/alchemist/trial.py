@@ -103,6 +103,7 @@ def canonical_json(obj: Any) -> str:
 
 
 def short_hash(obj: Any, length: int = 12) -> str:
+    """The first `length` hex digits of the sha256 of `obj`'s canonical JSON."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 

@@ -142,6 +142,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def read_table(path: str | os.PathLike, what: str = "results table") -> pd.DataFrame:
+    """The results table at `path` (Parquet), checked for the required columns; a UserError if unreadable."""
     try:
         table = pd.read_parquet(path)
     except (OSError, ValueError) as err:
@@ -150,6 +151,7 @@ def read_table(path: str | os.PathLike, what: str = "results table") -> pd.DataF
 
 
 def check_table(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame:
+    """`table` itself when it has every REQUIRED_COLUMNS column; else a UserError naming the missing ones."""
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{where}: missing column(s) {', '.join(missing)}")

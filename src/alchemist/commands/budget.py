@@ -11,6 +11,7 @@ HELP = ("Size the search to search.budget: probe the cost of a trial on the trai
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist budget`: config, probe data/cache, slots, memory, threads, device, out."""
     p.add_argument("--config", type=Path, required=True, help="a config file (YAML or JSON) with "
                    "`train:` and `search:` (the pipeline passes .snakemake/alchemist/params/<hash>.json)")
     p.add_argument("--data-dir", default="results/data", help="prepared data the probe trains on")
@@ -23,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Size every search stage to search.budget from the probe's figures; writes budget.json, prints the
+    plan; returns 0. A UserError when search.budget is not set."""
     import json
     import os
 

@@ -13,6 +13,7 @@ HELP = ("LR range test and sanity checks on one trial's settings: lr_find.{parqu
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist diagnostics`: a trial's settings and data, LR test folder, sanity report."""
     add_trial_arguments(p)
     p.add_argument("--out-dir", type=Path, required=True,
                    help="the diagnostics folder: lr_find.parquet, lr_find.png, lr_find.json")
@@ -21,6 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run the LR range test and sanity checks on one trial, writing both; returns 0 (failed checks too)."""
     trial = trial_from_args(args.trial, args.set)
     lr_find.run_lr_find(trial, args)
     args.steps = args.sanity_steps

@@ -9,6 +9,7 @@ HELP = ("Plan a search stage: sample its trials and group them into packs (plan.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist plan`: config, stage, round, past tables, budget.json, out, the probe's."""
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path,
                         help="a config file (YAML or JSON) with `train:` and `search:` sections "
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write one round of the stage's plan.json (trials and packs; the pack size probed when auto); prints
+    the counts; returns 0."""
     import pandas as pd
 
     from alchemist.analysis.tables import read_table

@@ -13,6 +13,7 @@ HELP = ("Predict a new CSV/Parquet table of raw rows (for a model prepared from 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist predict`: new data, output file, prep folder, winner, trial folders."""
     p.add_argument("--data", type=Path, required=True,
                    help="the new table (.csv or .parquet), images (a folder, subfolders named by class to score "
                         "them, or one file), or arrays (.npy / .npz)")
@@ -25,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the winner's predictions for --data (Parquet or CSV by suffix); prints the row count and any
+    scores; returns 0."""
     from alchemist.analysis.select import load_winner, winner_trial_dirs
     from alchemist.atomic import replacing
     from alchemist.train.predict import predict_table

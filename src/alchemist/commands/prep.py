@@ -13,6 +13,7 @@ HELP = ("Prepare the data (PB-1..PB-4): test hold-out, stratified train/val spli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `alchemist prep`: the config file or the data: section as JSON, the output folder."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="pipeline config file (YAML/JSON); its data: section is used")
     src.add_argument("--data-json", help="the data: section itself, as JSON")
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Prepare and write the splits and prep.json; prints hygiene warnings and split sizes; returns 0."""
     from alchemist.config import load_config_file, validate
     from alchemist.data.prep import prepare, write
 

@@ -15,6 +15,7 @@ HELP = "time packs of 1, 2, 4, ... trials on the training device (the pack-size 
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist probe`: one trial's settings and data, largest pack, memory cap, cache."""
     add_trial_arguments(p)
     p.add_argument("--n-max", type=int, default=16, help="largest pack to try (the group's trials)")
     p.add_argument("--mem-mb", type=float, help="a training job's memory (resources.train.mem_mb)")
@@ -22,6 +23,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Time packs of the trial on its device (a GPU slot for auto/cuda) under the memory cap; prints the
+    figures as JSON; returns 0."""
     trial = trial_from_args(args.trial, args.set)
     device = args.device if args.device != "auto" else trial["device"]
     if device in ("auto", "cuda"):     # a GPU slot, as a training job takes one

@@ -10,12 +10,14 @@ HELP = "Print a stage's progress: trials done of the round's total, the best so 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist progress`: the results folder, the stage, the round."""
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--stage", required=True)
     p.add_argument("--round", type=int, default=1, dest="round_")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the stage round's progress line (nothing when there is none); returns 0."""
     from alchemist.analysis.progress import stage_line
 
     line = stage_line(args.results, args.stage, args.round_)

@@ -7,6 +7,7 @@ HELP = "sanity checks before a search: initial loss ≈ ln C, and a tiny batch c
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist sanity`: one trial's settings and data, report, tiny batch, --strict."""
     add_trial_arguments(p)
     p.add_argument("--out", required=True, help="the JSON report")
     p.add_argument("--rows", type=int, default=32, help="size of the tiny batch")
@@ -15,6 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run the sanity checks on a trial, writing the report; returns 1 if --strict and one failed, else 0."""
     report = run_sanity(trial_from_args(args.trial, args.set), args)
     return 1 if args.strict and not report["passed"] else 0
 

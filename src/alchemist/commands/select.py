@@ -15,6 +15,7 @@ def _confidence(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist select`: the repeat stage's table, confidence level, source name, out."""
     p.add_argument("--table", required=True, help="results table (parquet) of the repeat stage")
     p.add_argument("--confidence", type=_confidence, default=0.95,
                    help="confidence level of the intervals (default 0.95; search.stages[].confidence)")
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Pick the repeat stage's winner by mean over seeds; writes winner.json and prints it; returns 0."""
     from alchemist.analysis.select import describe_winner, select_winner
     from alchemist.analysis.tables import read_table
     from alchemist.atomic import write_json

@@ -19,6 +19,7 @@ HELP = ("Sync results/<stage>/trials/* into MLflow: a parent run per stage, a ch
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist sync`: results, MLflow, stages, trials, data, plots, --soft, the marker."""
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="results folder holding the stage folders (default: results)")
     p.add_argument("--tracking-uri", default=None,
@@ -41,6 +42,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Sync the chosen stages (or trials of one stage) into MLflow; returns 0, or 1 when the backend is
+    unreachable without --soft. A UserError on a missing folder, or --trial without exactly one --stage."""
     from alchemist.errors import UserError
     from alchemist.track.sync import sync_all, sync_stage
 
@@ -62,6 +65,7 @@ def run(args) -> int:
 
 
 def tracking_uri(args) -> str:
+    """The tracking URI: --tracking-uri, else $MLFLOW_TRACKING_URI, else the SQLite store under --results."""
     from alchemist.track.backend import default_tracking_uri
 
     return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results)

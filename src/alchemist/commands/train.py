@@ -11,6 +11,7 @@ HELP = "train a pack of trials (one vectorised model) and write per-trial output
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist train`: plan and pack (or --trials), data, out folder, done-file, limits."""
     src = p.add_argument_group("which trials (either --plan with --pack, or --trials)")
     src.add_argument("--plan", help="results/<stage>/plan.json")
     src.add_argument("--pack", help="pack id in the plan (or a name for a --trials pack)")
@@ -46,6 +47,8 @@ def load_pack(plan: str | None, pack: str | None, trials_file: str | None):
 
 
 def run(args) -> int:
+    """Train one pack (a GPU slot for auto/cuda) into its trial folders and done-file; returns run_pack's
+    exit code: 0, or 143 when stopped by SIGTERM."""
     from alchemist.train.memory import apply_limit
     from alchemist.train.pack import run_pack     # (imports torch)
 

@@ -60,6 +60,8 @@ def source_digest(cfg: dict) -> str:
 
 
 def load(cfg: dict) -> ArraySource:
+    """The array source `cfg` names (.npy with a labels file, .npz, or an image folder), shapes and labels
+    checked; a UserError for a missing, unreadable or ill-shaped source."""
     source, path = str(cfg["source"]), Path(cfg["source"])
     if path.is_dir():
         from alchemist.data.image_folder import load_folder
@@ -136,6 +138,7 @@ def _checked(src: ArraySource, cfg: dict) -> ArraySource:
 
 
 def blocks(n_rows: int, row_width: int):
+    """(start, stop) ranges covering `n_rows` rows of `row_width` values, ~BLOCK_BYTES of float64 each."""
     step = max(1, BLOCK_BYTES // (8 * max(row_width, 1)))
     return [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
 
@@ -148,6 +151,7 @@ class Moments:
         self.lo, self.hi = np.full(groups, np.inf), np.full(groups, -np.inf)
 
     def add(self, v: np.ndarray) -> None:
+        """Merge a block `v` (rows, groups, per) into each group's running count, mean, M2, min and max."""
         n = v.shape[0] * v.shape[2]
         if not n:
             return
@@ -160,6 +164,8 @@ class Moments:
         self.lo, self.hi = np.minimum(self.lo, v.min((0, 2))), np.maximum(self.hi, v.max((0, 2)))
 
     def shift_scale(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) per group for `method`: zscore (mean, population std), minmax (min, max - min), else
+        (0, 1); a scale of at most 1e-12 becomes 1."""
         if method == "zscore":
             shift, scale = self.mean, np.sqrt(self.m2 / max(self.n, 1))
         elif method == "minmax":

@@ -26,6 +26,7 @@ from alchemist.errors import UserError
 
 
 def is_callable_source(source: str) -> bool:
+    """Whether `source` has the form `package.module:callable` (dotted identifiers, colon, identifier)."""
     head, sep, attr = str(source).partition(":")
     return bool(sep) and attr.isidentifier() and all(p.isidentifier() for p in head.split("."))
 

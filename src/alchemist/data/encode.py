@@ -37,6 +37,7 @@ def token_columns(length: int) -> list[str]:
 
 
 def is_categorical(series: pd.Series) -> bool:
+    """Whether a column is one-hot encoded as categories: any non-numeric dtype, and booleans."""
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
@@ -59,6 +60,8 @@ class FeatureEncoder:
             missing: str, max_categories: int | None = None,
             min_frequency: float | None = None,
             image_shape: list[int] | None = None) -> "FeatureEncoder":
+        """The encoder learnt from `train` alone (columns, fill values, categories, shift and scale); `others`
+        only have their gaps reported. A UserError with `missing="fail"` when any split has a gap."""
         numeric = [c for c in train.columns if not is_categorical(train[c])]
         categorical_cols = [c for c in train.columns if c not in numeric]
         splits = {"train": train, **others}
@@ -109,6 +112,7 @@ class FeatureEncoder:
     # ------------------------------------------------------------------ apply (any split)
     @property
     def feature_names(self) -> list[str]:
+        """Encoded column names in matrix order: numeric, `<col>__missing` indicators, `<col>=<category>`."""
         names = list(self.numeric) + [f"{c}__missing" for c in self.medians]
         for col, cats in self.categorical.items():
             names += [f"{col}={cat}" for cat in cats]
@@ -159,6 +163,8 @@ class FeatureEncoder:
         return enc
 
     def manifest(self) -> dict:
+        """The normalisation record for prep.json: method, each numeric column's mean/std or min/range,
+        and whether statistics are per channel."""
         columns = {}
         if self.method != "none":
             keys = ("mean", "std") if self.method == "zscore" else ("min", "range")

@@ -73,6 +73,7 @@ def _size(image_size, first: Path) -> tuple[int, int]:
 
 
 def folder_digest(folder: str | Path, image_size=None) -> str:
+    """The folder's content sha256: `image_size`, every image's relative path and bytes; nothing decoded."""
     files = image_files(folder)
     digest = hashlib.sha256(repr(image_size).encode())
     for path, _ in files:

@@ -41,6 +41,7 @@ class Source:
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """The sha256 hex digest of the file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

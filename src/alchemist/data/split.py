@@ -51,6 +51,7 @@ def detect_task(y: pd.Series, requested: str, column: str) -> str:
 
 
 def check_target(y: pd.Series, task: str, column: str) -> None:
+    """Refuses (UserError) a target column with missing values, or inf for a regression; else returns None."""
     if y.isna().any():
         raise UserError(f"data.target: column '{column}' has {int(y.isna().sum())} missing "
                         "value(s); drop those rows first")

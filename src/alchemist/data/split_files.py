@@ -83,10 +83,13 @@ class NpzWriter:
         self.archive = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
 
     def add(self, name: str, array: np.ndarray) -> None:
+        """Write `array` whole as the archive's member `<name>.npy`."""
         with self.archive.open(f"{name}.npy", "w", force_zip64=True) as member:
             np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
     def stream(self, name: str, shape: tuple, dtype, blocks) -> None:
+        """Write member `<name>.npy` of the declared `shape` and `dtype` from row `blocks`; a ValueError
+        when a block's row shape or the total row count differs from `shape`."""
         dtype = np.dtype(dtype)
         header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
                   "shape": tuple(int(s) for s in shape)}
@@ -103,6 +106,7 @@ class NpzWriter:
             raise ValueError(f"{name}: {rows} rows written, declared {shape[0]}")
 
     def close(self) -> None:
+        """Close the archive, completing the .npz file."""
         self.archive.close()
 
 

@@ -138,6 +138,7 @@ def final_test(*, data_dir: Path, winner_file: Path | None = None, trials_dir: P
 
 
 def format_result(outcome: dict) -> str:
+    """The final test's console text: test metric ± CI, validation, the gap, openings and unseal reasons."""
     r, s = outcome["result"], outcome["status"]
     ci = r["test_ci"]
     interval = f" ± {(ci[1] - ci[0]) / 2:.4f} (95% CI, n={r['n']})" if ci else f" (n={r['n']})"

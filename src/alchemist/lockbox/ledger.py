@@ -225,7 +225,9 @@ class NoRemote:
     """Stand-in for the MLflow copy when tracking is off: the files are the only record."""
 
     def events(self, keys) -> list[dict]:
+        """No events: there is no MLflow copy to read."""
         return []
 
     def record(self, event: dict, result_file: Path | None) -> None:
+        """Records nothing: the files are the only record."""
         return None

@@ -82,6 +82,8 @@ def _product(params: list[Param], stage: str) -> Iterable[dict]:
 
 
 def grid_points(space: Mapping[str, Param], context: Mapping[str, Any], stage: str) -> list[dict]:
+    """Every grid point: the plain parameters' product, each extended by the product of its active
+    conditional parameters; a UserError when the grid exceeds MAX_GRID points."""
     plain, conditional = _split(space)
     size = math.prod(len(grid_values(p, stage)) for p in space.values())
     if size > MAX_GRID:
@@ -96,6 +98,7 @@ def grid_points(space: Mapping[str, Param], context: Mapping[str, Any], stage: s
 
 def random_point(space: Mapping[str, Param], i: int, seed: int, stage: str,
                  context: Mapping[str, Any]) -> dict:
+    """Random point `i` of the stage: each active parameter from its own hash-derived uniform."""
     plain, conditional = _split(space)
     point = {p.key: from_unit(p, unit(seed, stage, i, p.key)) for p in plain}
     for p in conditional:
@@ -106,6 +109,7 @@ def random_point(space: Mapping[str, Param], i: int, seed: int, stage: str,
 
 def random_points(space: Mapping[str, Param], n: int, seed: int, stage: str,
                   context: Mapping[str, Any]) -> list[dict]:
+    """The stage's first `n` random points (`random_point` for i = 0 .. n-1)."""
     return [random_point(space, i, seed, stage, context) for i in range(n)]
 
 
@@ -139,6 +143,8 @@ def _suggest(trial, p: Param) -> Any:
 
 
 def make_sampler(kind: str, seed: int):
+    """The seeded Optuna sampler for `kind` (`tpe` or `gp`), random for its first N_STARTUP trials; else a
+    ValueError."""
     import optuna
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_STARTUP, multivariate=True,

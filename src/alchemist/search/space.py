@@ -51,6 +51,7 @@ class Param:
 
     @property
     def searched(self) -> bool:
+        """Whether the parameter is searched: any kind but `fixed`."""
         return self.kind != "fixed"
 
     def to_scale(self, x: float) -> float:
@@ -58,6 +59,7 @@ class Param:
         return math.log(x) if self.log else float(x)
 
     def from_scale(self, t: float) -> float:
+        """The value at `t` on the search axis: the inverse of `to_scale` (exp for log parameters)."""
         return math.exp(t) if self.log else t
 
     def active(self, settings: Mapping[str, Any]) -> bool:

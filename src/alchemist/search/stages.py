@@ -112,9 +112,11 @@ class SearchConfig:
 
     @property
     def fixed_pack_size(self) -> int | None:
+        """The pack size when given as a number; None for `auto` (measured)."""
         return self.pack_size if isinstance(self.pack_size, int) else None
 
     def stage(self, name: str) -> Stage:
+        """The stage named `name`; a UserError listing the stage names when there is none."""
         if name not in self.stages:
             raise UserError(f"search.stages: no stage named {name!r} (have {', '.join(self.stages)})")
         return self.stages[name]
@@ -159,6 +161,8 @@ def _require(cond: bool, where: str, message: str) -> None:
 
 
 def parse_stage(spec: Any, i: int, earlier: Mapping[str, Stage], pack_size: int, seed: int) -> Stage:
+    """The validated Stage of `spec` (the i-th; `earlier` precede it), `pack_size` and `seed` as defaults;
+    a UserError for any unknown or invalid key."""
     _require(isinstance(spec, Mapping), f"search.stages[{i}]", "expected a mapping")
     name = spec.get("name")
     _require(isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]+", name or "") is not None,

@@ -24,10 +24,12 @@ class BackendUnavailable(RuntimeError):
 
 
 def default_tracking_uri(results_dir: Path) -> str:
+    """The results store's URI: sqlite:///<absolute results_dir>/mlflow.db."""
     return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
 
 
 def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI; None for any other URI."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 

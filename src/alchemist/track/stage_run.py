@@ -19,6 +19,7 @@ def _read_json(path: Path) -> dict:
 
 
 def parent_run(client, experiment_id: str, stage: str, start_ms: int | None, tags: dict):
+    """The stage's parent run: the oldest run tagged with this stage, else a new one created with `tags`."""
     runs = retry(client.search_runs, [experiment_id],
                  f"tags.`{KIND}` = 'stage' and tags.`{STAGE}` = '{stage}'", max_results=10,
                  order_by=["attributes.start_time ASC"])

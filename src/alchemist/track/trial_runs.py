@@ -53,6 +53,7 @@ class SyncReport:
 
 
 def files_digest(trial_dir: Path) -> str:
+    """A 32-hex digest of the trial's summary.json, config.json and metrics.parquet (absent ones count)."""
     h = hashlib.sha256(SYNC_VERSION.encode())
     for path in (trial_dir / name for name in TRIAL_FILES):
         h.update(path.name.encode() + (path.read_bytes() if path.exists() else b"<absent>"))

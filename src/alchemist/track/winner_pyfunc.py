@@ -27,6 +27,7 @@ class WinnerPyfunc(mlflow.pyfunc.PythonModel):
     """Raw rows in, typed predictions and class probabilities out (see the module docstring)."""
 
     def load_context(self, context) -> None:
+        """Build the predictor from the model's artifacts: prep.json and each seed's trial folder."""
         from alchemist.train.winner_predictor import Predictor
 
         manifest = json.loads(Path(context.artifacts["prep"]).read_text())
@@ -34,6 +35,8 @@ class WinnerPyfunc(mlflow.pyfunc.PythonModel):
         self.predictor = Predictor(manifest, trials)
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        """Per raw row (DataFrame, dict or ndarray): `prediction` and `p_<class>` (a table's ID columns
+        too); bad input is one ValueError."""
         from alchemist.errors import UserError
 
         try:

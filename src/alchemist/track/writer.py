@@ -101,6 +101,7 @@ class ApiWriter:
                 return found
 
     def create(self, specs: list[RunSpec]) -> list[tuple[str, str]]:
+        """Create and fill the runs of `specs`; their (run_id, artifact_uri) in order, still RUNNING."""
         def one(spec: RunSpec) -> tuple[str, str]:
             run = retry(self.client.create_run, self.experiment_id, start_time=spec.start_ms,
                         run_name=spec.name, tags=spec.tags)
@@ -120,6 +121,7 @@ class ApiWriter:
             retry(self.client.log_batch, run_id, metrics=metrics[i:i + 1000], synchronous=True)
 
     def finish(self, items: list[Finish]) -> None:
+        """Terminate each run with its status and end time, then set its closing tags."""
         from mlflow.entities import RunTag
 
         def one(f: Finish) -> None:
@@ -165,11 +167,13 @@ class SqlWriter(ApiWriter):
               "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}}
 
     def tables(self) -> dict:
+        """MLflow's runs, tags, params, metrics and latest_metrics tables, by table name."""
         m = self.m
         return {t.__tablename__: t.__table__ for t in
                 (m.SqlRun, m.SqlTag, m.SqlParam, m.SqlMetric, m.SqlLatestMetric)}
 
     def check_tables(self) -> None:
+        """Raise RuntimeError unless each table has every column FILLED names and requires no other."""
         for name, table in self.tables().items():
             columns = {c.name for c in table.columns}
             unknown = self.FILLED[name] - columns
@@ -218,6 +222,8 @@ class SqlWriter(ApiWriter):
                     conn.execute(table.delete().where(table.c.run_uuid == run_id))
 
     def create(self, specs: list[RunSpec]) -> list[tuple[str, str]]:
+        """Insert the runs of `specs` (RUNNING, with tags, params, metrics) in one transaction; their
+        (run_id, artifact_uri) in order."""
         rows: dict[str, list[dict]] = {name: [] for name in self.FILLED}
         out = []
         for spec in specs:
@@ -261,6 +267,7 @@ class SqlWriter(ApiWriter):
         retry(write)
 
     def finish(self, items: list[Finish]) -> None:
+        """Set each run's status and end time and replace its closing tags, in one transaction."""
         from sqlalchemy import bindparam
 
         runs, tags = self.tables()["runs"], self.tables()["tags"]

@@ -96,6 +96,7 @@ class ReadKeys(dict):
         return super().__getitem__(key)
 
     def get(self, key, default=None):
+        """dict.get, noting `key` as read whether or not it is there."""
         self.read.add(key)
         return super().get(key, default)
 
@@ -139,6 +140,8 @@ class VmapPack(SlotModule):
         object.__setattr__(self, "base", copy.deepcopy(nets[0]).to("meta"))  # not a submodule
 
     def forward(self, x, gens=None):
+        """Outputs (K, B, n_out) for x (K, B, n_in): trial k's weights on x[k], all K in one vmapped
+        call; `gens` is ignored."""
         from torch.func import functional_call
 
         self.base.train(self.training)
@@ -147,6 +150,8 @@ class VmapPack(SlotModule):
         return torch.vmap(lambda p, b, xk: functional_call(self.base, (p, b), (xk,)))(params, buffers, x)
 
     def slots(self):
+        """Every stacked (K, ...) parameter as a Slot owned by all K trials; a matrix when a trial's
+        tensor has 2+ dims."""
         return [Slot(p, list(range(self.K)), p.dim() >= 3, True, n) for n, p in zip(self.names, self.stacked)]
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -155,9 +160,11 @@ class VmapPack(SlotModule):
         return out
 
     def trial_state(self, k: int) -> dict:
+        """Trial k's parameters and buffers by the module's own names, detached copies without the K axis."""
         return {n: t[k].detach().clone() for n, t in self._tensors().items()}
 
     def load_trial_state(self, k: int, state: dict):
+        """Overwrite trial k's parameters and buffers with a trial_state() dict; returns None."""
         with torch.no_grad():
             for n, t in self._tensors().items():
                 t[k].copy_(state[n])
@@ -171,10 +178,13 @@ class CustomPack(SlotModule):
         self.K, self.nets, self.rng = len(nets), nn.ModuleList(nets), list(rng)
 
     def slots(self):
+        """Each instance's parameters as unstacked Slots owned by its trial ([k]); a matrix when 2+ dims."""
         return [Slot(p, [k], p.dim() >= 2, False, n) for k, net in enumerate(self.nets)
                 for n, p in net.named_parameters()]
 
     def forward(self, x, gens=None):
+        """Outputs (K, B, n_out): instance k on x[k], in training mode drawing from (and advancing) trial
+        k's own RNG state; torch's global RNG is left as it was. `gens` is ignored."""
         outs, saved = [], torch.get_rng_state()
         for k, net in enumerate(self.nets):
             if self.training:
@@ -186,7 +196,9 @@ class CustomPack(SlotModule):
         return torch.stack(outs)
 
     def trial_state(self, k: int) -> dict:
+        """Instance k's state_dict (parameters and buffers such as BatchNorm statistics), detached copies."""
         return {n: t.detach().clone() for n, t in self.nets[k].state_dict().items()}
 
     def load_trial_state(self, k: int, state: dict):
+        """Load a trial_state() dict into instance k (strict load_state_dict); returns None."""
         self.nets[k].load_state_dict(state)

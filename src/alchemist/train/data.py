@@ -39,13 +39,16 @@ class Manifest:
     metric: str | None = None       # the selection metric prep chose (data.metric)
 
     def class_weights(self) -> list[float] | None:
+        """prep's per-class weights (`rebalance.class_weights`, one per class), or None when it has none."""
         return (self.manifest.get("rebalance") or {}).get("class_weights")
 
     def rebalance_method(self) -> str:
+        """prep's rebalancing: `none`, `class_weight` or `oversample` (`none` when prep.json has no plan)."""
         return (self.manifest.get("rebalance") or {}).get("method", "none")
 
 
 def read_manifest(data_dir: str | Path) -> Manifest:
+    """`<data_dir>/prep.json` as a Manifest; a UserError when prep has not run there."""
     path = Path(data_dir) / "prep.json"
     if not path.exists():
         raise UserError(f"{path} not found: run `alchemist prep` first")
@@ -99,6 +102,7 @@ def host_tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
+    """Targets as a CPU tensor (N,): float32 for regression, int64 class ids otherwise."""
     return torch.from_numpy(np.array(y, dtype="float32" if task == "regression" else "int64"))
 
 

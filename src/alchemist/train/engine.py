@@ -86,6 +86,7 @@ class PackTrainer:
 
     @property
     def active(self) -> list[bool]:
+        """Per trial (K): True while it is still running (not completed, early-stopped or diverged)."""
         return [s == "running" for s in self.status]
 
     # -- one step -------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class PackTrainer:
                 self.scoring.record(out.detach(), yb))
 
     def backward(self, loss):
+        """Accumulate the grads of sum over k of (loss_k + l1_k · |W_k|_1), divided by grad_accum."""
         total = loss
         if self.any_l1:
             l1 = torch.zeros(self.K, device=self.device)
@@ -169,6 +171,7 @@ class PackTrainer:
         return torch.stack(orders).to(self.device)
 
     def run_epoch(self, resume: dict | None = None):
+        """One epoch, or its rest from `resume`: (accumulators, last step's (grad norms, ratios), seconds)."""
         self.model.train()
         st = resume or {"order": self.epoch_order(), "batch": 0, "elapsed": 0.0,
                         "loss": torch.zeros(self.K, dtype=torch.float64, device=self.device),
@@ -269,6 +272,7 @@ class PackTrainer:
 
     @best.setter
     def best(self, records: list[dict]) -> None:
+        """Replace every trial's best-epoch record (a checkpoint being restored)."""
         self.stopping.best = records
 
     def set_lr(self):

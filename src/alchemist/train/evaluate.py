@@ -47,6 +47,7 @@ class TrainedTrial:
 
 
 def evaluate(trial_dir, X, y, device: str = "cpu") -> dict:
+    """TrainedTrial(trial_dir).evaluate(X, y): loss, selection metric and every metric, by name."""
     return TrainedTrial(trial_dir, device).evaluate(X, y)
 
 
@@ -63,16 +64,19 @@ class WinnerModel(torch.nn.Module):
 
     @staticmethod
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, C) from logits (N, C); one BCE logit column gives (N, 2): [1 - p, p]."""
         if logits.shape[1] == 1:
             p1 = torch.sigmoid(logits[:, 0])
             return torch.stack([1 - p1, p1], dim=1)
         return torch.softmax(logits, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The seeds' mean output (batch, classes or 1): probabilities, or values for regression."""
         outs = [net(x.unsqueeze(0))[0] for net in self.nets]
         return torch.stack(outs if self.regression else [self.probabilities(o) for o in outs]).mean(0)
 
     @torch.no_grad()
     def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """forward() over X (N, features) a block of rows at a time, without gradients: (N, classes or 1)."""
         chunk = eval_rows(X[0].numel() if len(X) else 1)
         return torch.cat([self(X[s:s + chunk].to(torch.float32)) for s in range(0, len(X), chunk)])

@@ -71,6 +71,7 @@ def visible_devices() -> list[str]:
 
 
 def under_slurm() -> bool:
+    """True inside a SLURM job that set CUDA_VISIBLE_DEVICES: SLURM has already chosen the GPU."""
     return bool(os.environ.get("SLURM_JOB_ID")) and os.environ.get("CUDA_VISIBLE_DEVICES") is not None
 
 

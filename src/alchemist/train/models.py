@@ -70,11 +70,13 @@ class NarrowLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, w, b):
+        """h @ w + b as a (K, B, n) view of a contiguous (K, n, B) tensor; saves h and w for backward."""
         ctx.save_for_backward(h, w)
         return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
 
     @staticmethod
     def backward(ctx, g):
+        """The gradients of h, w and b from g (K, B, n); None for an input that needs none."""
         h, w = ctx.saved_tensors
         gt = g.transpose(1, 2)                    # (K, n, B), contiguous when g came back as made
         gh = torch.bmm(gt.transpose(1, 2), w.transpose(1, 2)) if ctx.needs_input_grad[0] else None
@@ -152,6 +154,7 @@ class PackNet(nn.Module):
             start += size
 
     def zero_grad_(self):
+        """Clear every gradient at once (zero the shared `flat.grad` buffer; the grads stay allocated)."""
         self.flat.grad.zero_()
 
     # -- construction ---------------------------------------------------------------------------
@@ -174,10 +177,12 @@ class PackNet(nn.Module):
         self.register_buffer(f"{name}_var", torch.ones(self.K, width))
 
     def slots(self):
+        """Every parameter as a stacked Slot owned by all K trials; weights and conv kernels are matrices."""
         return [Slot(getattr(self, name), list(range(self.K)), name in self.matrices, True, name)
                 for name, *_ in self.specs]
 
     def matrix_slots(self):
+        """The weight matrices and conv kernels only, as stacked Slots (what L1 and update ratios use)."""
         return [Slot(getattr(self, n), list(range(self.K)), True, True, n) for n in self.matrices]
 
     # -- forward --------------------------------------------------------------------------------
@@ -230,6 +235,8 @@ class PackNet(nn.Module):
         return h * mask.sub_(below).clamp_(0, 0.5).mul_(twice_scale).to(h.dtype)   # 0, or the scale
 
     def forward(self, x, gens=None):
+        """Outputs (K, B, n_out) for x (K, B, F); `gens`: each trial's dropout generator, needed only when
+        training with dropout."""
         h = x
         if self.convs:
             h = conv_trunk(self, x)          # (K, B, features), alchemist.train.conv
@@ -244,9 +251,11 @@ class PackNet(nn.Module):
 
     # -- one trial's weights ----------------------------------------------------------------------
     def trial_state(self, k: int) -> dict:
+        """Trial k's parameters and batch-norm statistics by name, detached copies without the K axis."""
         return {n: t[k].detach().clone() for n, t in self.state_dict().items()}
 
     def load_trial_state(self, k: int, state: dict):
+        """Overwrite trial k's parameters and batch-norm statistics with a trial_state() dict."""
         with torch.no_grad():
             for n, t in self.state_dict().items():
                 t[k].copy_(state[n])

@@ -100,6 +100,8 @@ class PackOptimizer:
 
     @torch.no_grad()
     def step(self):
+        """Update every slot once, each trial at its own LR; a frozen parameter row keeps its
+        weights and optimiser state. Returns None."""
         self.t = [t + 1 for t in self.t]
         if self.any_frozen:
             self.skipped += self.frozen
@@ -181,9 +183,11 @@ class PackOptimizer:
         p.addcmul_(st["buf"], col("neg_lr"))
 
     def state_dict(self) -> dict:
+        """The optimiser's resume state: steps per trial, per-slot state tensors, frozen-step counts."""
         return {"t": self.t, "state": self.state, "skipped": self.skipped}
 
     def load_state_dict(self, sd: dict):
+        """Restore a state_dict() (a missing `skipped` counts no frozen steps)."""
         self.t, self.state = list(sd["t"]), sd["state"]
         self.skipped = sd.get("skipped", torch.zeros_like(self.skipped))
         self.any_skipped = bool(self.skipped.any())
@@ -284,9 +288,11 @@ class PackSchedule:
         self.epoch = [0] * len(trials)
 
     def lrs(self) -> torch.Tensor:
+        """Each trial's current scheduled LR, (K,) float64."""
         return torch.tensor([h.param_groups[0]["lr"] for h in self.holders], dtype=torch.float64)
 
     def step(self, val_losses):
+        """End an epoch for every trial; `val_losses` (K) feed the plateau schedules."""
         for k, loss in enumerate(val_losses):
             self.step_one(k, loss)
 
@@ -304,11 +310,13 @@ class PackSchedule:
                 sched.step()
 
     def state_dict(self) -> dict:
+        """The schedules' resume state: epochs per trial; each holder's, scheduler's and warm-up's state."""
         return {"epoch": self.epoch, "holders": [h.state_dict() for h in self.holders],
                 "scheds": [s.state_dict() for s in self.scheds],
                 "warm": [w.state_dict() if w is not None else None for w, _ in self.warm]}
 
     def load_state_dict(self, sd: dict):
+        """Restore a state_dict() into the schedules built for the same trials."""
         self.epoch = list(sd["epoch"])
         for h, s, (w, _), hs, ss, ws in zip(self.holders, self.scheds, self.warm,
                                             sd["holders"], sd["scheds"], sd["warm"]):

@@ -219,6 +219,8 @@ def peak(rows: list[dict], mode: str) -> float | None:
 
 
 def write_outputs(trainer: PackTrainer, dirs: list[Path], prep, error: str | None) -> None:
+    """Write each trial's metrics.parquet, model.pt and summary.json into its dir (`error`: why a
+    failed trial failed)."""
     base = baseline(prep, trainer.train, trainer.metric)
     for k, (t, d) in enumerate(zip(trainer.trials, dirs)):
         rows, best, status = trainer.rows[k], trainer.best[k], trainer.status[k]

@@ -29,9 +29,11 @@ class SlotModule(nn.Module):
     one tensor per parameter (custom, recurrent); PackNet keeps all of them in one buffer."""
 
     def matrix_slots(self):
+        """The slots that are weight matrices or conv kernels (what L1 and update ratios use)."""
         return [s for s in self.slots() if s.matrix]
 
     def zero_grad_(self):
+        """Clear every parameter's gradient (set to None); returns None."""
         for p in self.parameters():
             p.grad = None
 

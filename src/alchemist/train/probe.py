@@ -82,6 +82,7 @@ def device_kind(device: torch.device) -> str:
 
 
 def cache_key(trial: dict, prep_manifest: dict, device: torch.device, code: str) -> str:
+    """The 16-hex-digit name of a probe's cached figures: cost settings, input shape, device kind, code."""
     shape = prep_manifest.get("image_shape") or prep_manifest.get("sequence") or len(prep_manifest["features"])
     return short_hash({"cost": {k: trial.get(k) for k in COST_KEYS}, "input": shape,
                        "device": device_kind(device), "code": code}, 16)

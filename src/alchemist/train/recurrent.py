@@ -55,10 +55,13 @@ class PackRNN(SlotModule):
             object.__setattr__(self, "cell", cell.to(device))      # not a submodule: no parameters
 
     def slots(self):
+        """Every parameter as a stacked Slot owned by all K trials; w_ih, w_hh and out_w are matrices."""
         return [Slot(getattr(self, n), list(range(self.K)), n in ("w_ih", "w_hh", "out_w"), True, n)
                 for n in self.names]
 
     def forward(self, x, gens=None):
+        """Outputs (K, B, n_out) for token ids x (K, B, T) (0 = padding), from each sequence's last real
+        token; `gens`: each trial's dropout generator, needed only when training with dropout."""
         K, B, T = x.shape
         tokens = x.round().long().clamp_(0, self.emb.shape[1] - 1)
         # a sequence runs up to its last real (non-zero) id: trailing padding leaves the state alone
@@ -117,9 +120,11 @@ class PackRNN(SlotModule):
         return h * torch.stack(masks)
 
     def trial_state(self, k: int) -> dict:
+        """Trial k's parameters by name, detached copies without the K axis."""
         return {n: getattr(self, n)[k].detach().clone() for n in self.names}
 
     def load_trial_state(self, k: int, state: dict):
+        """Overwrite trial k's parameters with a trial_state() dict; returns None."""
         with torch.no_grad():
             for n in self.names:
                 getattr(self, n)[k].copy_(state[n])

@@ -8,6 +8,8 @@ from alchemist.atomic import write_json
 
 
 def expected_initial_loss(loss: str, n_outputs: int, y) -> float:
+    """The loss a chance-level model starts at: ln C for cross-entropy, ln 2 for BCE, else mean(y²)
+    (MSE of predicting 0)."""
     if loss == "cross_entropy":
         return math.log(n_outputs)
     if loss == "bce":

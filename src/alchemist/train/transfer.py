@@ -30,6 +30,8 @@ from alchemist.errors import UserError
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The file's state_dict (name → CPU tensor), from a model.pt, a state_dict or a whole module;
+    a UserError when there is none."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"train.init_from: file not found: {path}")
@@ -98,6 +100,7 @@ class ParameterGroups:
         return mult
 
     def mask_grads(self) -> None:
+        """Zero the gradients of the parameters `at` last found frozen, per trial; returns None."""
         if not self.masking:                    # the training step's common case: nothing frozen
             return
         for s, keep in zip(self.slots, self.keep):
