@@ -7,22 +7,20 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-import hashlib
 
 import numpy as np
 import pandas as pd
 
 from alchemist.atomic import replacing
 from alchemist.data.arrays import ArraySource, Moments, blocks, layout, load, normalise
+from alchemist.data import manifest
 from alchemist.data.encode import pixel_columns, token_columns
 from alchemist.data.guard import FINGERPRINTS, matrix_row_hashes
 from alchemist.data.near_rows import near_index
-from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
-                                  rebalance_plan, split_rows)
+from alchemist.data.split import check_target, coarse_subsample, detect_task, split_rows
 from alchemist.data.split_files import NpzWriter, open_member
 from alchemist.errors import UserError
 
-SPLITS = ("train", "val", "test", "train_coarse")
 TOKEN_LIMIT = 1 << 24        # ids travel as float32: exact up to 2**24
 
 
@@ -72,6 +70,7 @@ class ArrayPrep:
 
     # ------------------------------------------------------------------ the manifest
     def feature_names(self) -> list[str]:
+        """The feature column names: one per pixel (c{i}_{y}_{x}), per token position, else x0, x1 …."""
         shape = self.image_shape
         if shape:
             return pixel_columns(shape)
@@ -79,6 +78,7 @@ class ArrayPrep:
         return token_columns(width) if self.src.kind == "tokens" else [f"x{i}" for i in range(width)]
 
     def encode_target(self, positions: np.ndarray) -> np.ndarray:
+        """The target of those rows: class indices (int64, into `classes`) or float32 values."""
         y = self.src.y[positions]
         if self.task == "regression":
             return y.astype(np.float32)
@@ -87,38 +87,28 @@ class ArrayPrep:
         return order[np.searchsorted(values[order], y)].astype(np.int64)
 
     def manifest(self) -> dict:
+        """prep.json as this source gives it (alchemist.data.manifest.build), before writing."""
         cfg, names = self.cfg, self.feature_names()
-        y_train = self.encode_target(self.pos["train"])
         norm = {"method": self.method, "per_channel": self.image_shape is not None}
         keys = {"zscore": ("mean", "std"), "minmax": ("min", "range")}.get(self.method)
         if keys:
             stats = [{keys[0]: float(a), keys[1]: float(b)} for a, b in zip(self.shift, self.scale)]
             norm["channels" if self.image_shape else "columns"] = \
                 stats if self.image_shape else dict(zip(names, stats))
-        return {
-            "format": "npz", "task": self.task,
-            "n_classes": len(self.classes) if self.task == "multiclass" else 1,
-            "classes": [str(c) for c in self.classes], "target": "target", "features": names,
-            "image_shape": self.image_shape,
-            "sequence": {"vocab": self.vocab, "length": names.__len__()} if self.src.kind == "tokens" else None,
-            "inputs": self.src.kind,
-            "image_folder": Path(str(cfg.get("source"))).is_dir(),     # predict decodes files like prep
-            "target_type": "str" if self.src.y.dtype.kind in "OUS" else
-            {"b": "bool", "i": "int", "u": "int"}.get(self.src.y.dtype.kind, "float"),
-            "hygiene": {"dropped": {}, "warnings": list(self.src.notes), "capped": {}},
-            "splits": {name: {"rows": len(p), "class_counts": _counts(self.encode_target(p), self.classes),
-                              "row_ids_sha256": hashlib.sha256(p.astype(np.int64).tobytes()).hexdigest()}
-                       for name, p in self.pos.items()},
-            "normalisation": norm,
-            "encoding": {"numeric": names if self.method != "none" else [], "categorical": {}},
-            "missing": {"policy": "refuse (array sources must be finite)", "medians": {}, "fill": {}},
-            "source": {"name": self.src.name, "sha256": self.src.sha256, "rows": len(self.src.y),
-                       "test_file": None, "test_file_sha256": None},
-            "metric": (metric := choose_metric(cfg.get("metric", "auto"), self.task, y_train, len(self.classes))),
-            "rebalance": rebalance_plan(y_train, self.task, len(self.classes), cfg.get("rebalance", "auto"),
-                                        metric["name"]),
-            "config": cfg,
-        }
+        return manifest.build(
+            cfg, fmt="npz", task=self.task, classes=self.classes, target="target",
+            target_dtype=self.src.y.dtype, features=names,
+            y_train=self.encode_target(self.pos["train"]), y_val=self.encode_target(self.pos["val"]),
+            splits={name: manifest.split_record(self.encode_target(p), p, self.classes)
+                    for name, p in self.pos.items()},
+            source=(self.src.name, self.src.sha256, len(self.src.y)), normalisation=norm,
+            numeric=names if self.method != "none" else [], categorical={},
+            missing_policy="refuse (array sources must be finite)",
+            hygiene={"dropped": {}, "warnings": list(self.src.notes), "capped": {}},
+            image_shape=self.image_shape,
+            sequence={"vocab": self.vocab, "length": len(names)} if self.src.kind == "tokens" else None,
+            inputs=self.src.kind,
+            image_folder=Path(str(cfg.get("source"))).is_dir())     # predict decodes files like prep
 
     # ------------------------------------------------------------------ writing
     def encoded(self, positions: np.ndarray):
@@ -127,13 +117,15 @@ class ArrayPrep:
             yield normalise(self.src.rows(positions[s:e]), self.shift, self.scale, self.method)
 
     def write(self, out_dir) -> dict:
+        """Every split streamed to `<split>.npz`, the test rows' keys, then prep.json (returned),
+        all staged and replaced together on success."""
         from alchemist.data.sources import file_sha256
 
-        manifest, hashes, written = self.manifest(), {}, {}
+        built, hashes, written = self.manifest(), {}, {}
         check = Moments(len(self.shift))
         with contextlib.ExitStack() as stage:     # every file staged, replaced on success
-            manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))
-            for name in SPLITS:
+            manifest_tmp = stage.enter_context(replacing(out_dir / manifest.MANIFEST))
+            for name in manifest.SPLITS:
                 tmp = stage.enter_context(replacing(out_dir / f"{name}.npz"))
                 pos, found = self.pos[name], []
 
@@ -152,7 +144,7 @@ class ArrayPrep:
                 writer.add("_row_id", pos.astype(np.int64))
                 writer.close()
                 written[name] = tmp
-                manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
+                built["splits"][name]["file_sha256"] = file_sha256(tmp)
                 if found:
                     hashes[name] = np.concatenate(found)
             test = hashes["test"][~np.isin(hashes["test"], np.concatenate([hashes["train"], hashes["val"]]))]
@@ -160,15 +152,15 @@ class ArrayPrep:
                                 for k in ("test", "train", "val")))
             with open(stage.enter_context(replacing(out_dir / FINGERPRINTS)), "wb") as handle:
                 np.savez(handle, encoded=np.unique(test), **near)
-            manifest["test_rows"] = {"file": FINGERPRINTS, "encoded": len(np.unique(test)),
+            built["test_rows"] = {"file": FINGERPRINTS, "encoded": len(np.unique(test)),
                                      "near_keys": len(near["near_keys"])}
-            manifest["audit"] = self.audit(check)
-            import json
-
-            manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        return manifest
+            built["audit"] = self.audit(check)
+            manifest_tmp.write_text(manifest.text(built))
+        return built
 
     def audit(self, written: Moments) -> dict:
+        """The leakage audit of what was written (disjoint splits, coarse ⊂ train, train statistics
+        recomputed from the written rows); a failure is a bug and raises."""
         train, val, test = (self.pos[k] for k in ("train", "val", "test"))
         disjoint = not (np.intersect1d(train, val).size or np.intersect1d(train, test).size
                         or np.intersect1d(val, test).size)
@@ -186,8 +178,3 @@ class ArrayPrep:
         if not all(v for v in result.values() if isinstance(v, bool)):
             raise RuntimeError(f"leakage audit failed: {result}")   # a bug, never a user mistake
         return result
-
-
-def _counts(y: np.ndarray, classes: list) -> dict:
-    return {str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))} if classes else {}
-

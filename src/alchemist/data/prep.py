@@ -7,8 +7,6 @@ train statistics, subsample for the coarse search, plan class rebalancing, audit
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +20,13 @@ from alchemist.data.callable_source import is_callable_source
 from alchemist.data.encode import FeatureEncoder
 from alchemist.data.guard import FINGERPRINTS, test_fingerprints
 from alchemist.data.near_rows import near_index
+from alchemist.data import manifest
 from alchemist.data.hygiene import check_source, screen
 from alchemist.data.sources import file_sha256, load_source, read_table
 from alchemist.data.split_files import source_format
-from alchemist.data.split import (check_target, choose_metric, coarse_subsample, detect_task,
-                                  rebalance_plan, split_rows)
+from alchemist.data.split import check_target, coarse_subsample, detect_task, split_rows
 from alchemist.errors import UserError
 
-SPLITS = ("train", "val", "test", "train_coarse")
 ROW_ID, TARGET = "_row_id", "_y"
 
 
@@ -50,10 +47,6 @@ def _encode_target(y: pd.Series, task: str, classes: list) -> np.ndarray:
         unseen = y[codes.isna()].iloc[0]
         raise UserError(f"data.test_file: class '{unseen}' of the target does not occur in train")
     return codes.to_numpy(dtype=np.int64)
-
-
-def _ids_digest(ids: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
 
 
 def prepare(cfg: dict) -> PreparedSplits:
@@ -123,49 +116,29 @@ def prepare(cfg: dict) -> PreparedSplits:
         tables[name] = _table(ids[name], encoder.transform(feats[name]),
                               _encode_target(parts[name][target], task, classes), names)
     tables["train_coarse"] = tables["train"].take(pa.array(keep))
-    for name, table in tables.items():
-        y = table.column(TARGET).to_numpy()
-        counts = ({str(classes[i]): int(n) for i, n in enumerate(np.bincount(y, minlength=len(classes)))}
-                  if task != "regression" else {})
-        splits[name] = {"rows": table.num_rows, "class_counts": counts,
-                        "row_ids_sha256": _ids_digest(table.column(ROW_ID).to_numpy())}
-    manifest = {
-        "format": "parquet", "task": task, "n_classes": len(classes) if task == "multiclass" else 1,
-        "classes": [str(c) for c in classes], "target": target, "features": names,
-        "target_type": {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(
-            parts["train"][target].dtype.kind, "str"),          # labels come back in this type
-        "image_shape": src.image_shape if names == features else None,
-        "sequence": sequence if names == features else None,
-        "hygiene": hygiene,
-        "splits": splits, "normalisation": encoder.manifest(),
-        "encoding": {"numeric": encoder.numeric, "categorical": encoder.categorical},
-        "missing": {"policy": cfg.get("missing", "impute"), "medians": encoder.medians,
-                    "fill": encoder.fill},
-        "source": {"name": src.name, "sha256": src.sha256, "rows": n_source,
-                   "test_file": cfg.get("test_file"),
-                   "test_file_sha256": file_sha256(Path(cfg["test_file"])) if cfg.get("test_file") else None},
-        "metric": choose_metric(cfg.get("metric", "auto"), task,
-                                tables["train"].column(TARGET).to_numpy(), len(classes)),
-        "config": cfg,
-    }
-    if task == "regression":        # what guessing scores: always the train mean (the summary's baseline)
-        mean = float(np.mean(tables["train"].column(TARGET).to_numpy()))
-        val_y = tables["val"].column(TARGET).to_numpy().astype(np.float64)
-        manifest["baseline"] = {"predict": "train mean", "value": mean,
-                                "val_rmse": float(np.sqrt(np.mean((val_y - mean) ** 2)))}
-    manifest["rebalance"] = rebalance_plan(tables["train"].column(TARGET).to_numpy(), task, len(classes),
-                                           cfg.get("rebalance", "auto"), manifest["metric"]["name"])
-    manifest["audit"] = audit(manifest, tables, feats["train"], encoder)
+    splits = {name: manifest.split_record(table.column(TARGET).to_numpy(), table.column(ROW_ID).to_numpy(),
+                                          classes) for name, table in tables.items()}
+    same_shape = names == features           # an image or sequence source kept its columns
+    built = manifest.build(
+        cfg, fmt="parquet", task=task, classes=classes, target=target,
+        target_dtype=parts["train"][target].dtype, features=names,
+        y_train=tables["train"].column(TARGET).to_numpy(), y_val=tables["val"].column(TARGET).to_numpy(),
+        splits=splits, source=(src.name, src.sha256, n_source), normalisation=encoder.manifest(),
+        numeric=encoder.numeric, categorical=encoder.categorical,
+        missing_policy=cfg.get("missing", "impute"), medians=encoder.medians, fill=encoder.fill,
+        hygiene=hygiene, image_shape=src.image_shape if same_shape else None,
+        sequence=sequence if same_shape else None)
+    built["audit"] = audit(tables, feats["train"], encoder)
     used = encoder.numeric + list(encoder.categorical)
     fingerprints = test_fingerprints(
         {k: feats[k][used] for k in ("train", "val", "test")},
         {k: tables[k].select(names).to_pandas() for k in ("train", "val", "test")}, encoder.numeric)
     fingerprints.update(near_index(*(tables[k].select(names).to_pandas().to_numpy(np.float32)
                                      for k in ("test", "train", "val"))))
-    manifest["test_rows"] = {"file": FINGERPRINTS, "raw_columns": sorted(used),
+    built["test_rows"] = {"file": FINGERPRINTS, "raw_columns": sorted(used),
                              "raw_numeric": encoder.numeric,
                              **{kind: len(h) for kind, h in fingerprints.items()}}
-    return PreparedSplits(tables, manifest, fingerprints)
+    return PreparedSplits(tables, built, fingerprints)
 
 
 def source_sha256(data_cfg: dict) -> str:
@@ -186,8 +159,7 @@ def _table(ids: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str]) -> p
     return pa.Table.from_arrays(columns, names=[ROW_ID, *names, TARGET])
 
 
-def audit(manifest: dict, tables: dict[str, pa.Table], raw_train: pd.DataFrame,
-          encoder: FeatureEncoder) -> dict:
+def audit(tables: dict[str, pa.Table], raw_train: pd.DataFrame, encoder: FeatureEncoder) -> dict:
     """Leakage audit: disjoint splits, and normalisation stats recomputed on train alone."""
     ids = {k: set(tables[k].column(ROW_ID).to_numpy().tolist()) for k in ("train", "val", "test")}
     disjoint = not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
@@ -220,15 +192,15 @@ def write(prepared: PreparedSplits, out_dir: Path) -> dict:
     replace theirs and the manifest comes last; a failure anywhere leaves the old files."""
     if prepared.arrays is not None:
         return prepared.arrays.write(Path(out_dir))
-    manifest = prepared.manifest
+    built = prepared.manifest
     with contextlib.ExitStack() as stage:     # replaces in reverse order of entry, on success
-        manifest_tmp = stage.enter_context(replacing(out_dir / "prep.json"))
+        manifest_tmp = stage.enter_context(replacing(out_dir / manifest.MANIFEST))
         if prepared.fingerprints is not None:
             with open(stage.enter_context(replacing(out_dir / FINGERPRINTS)), "wb") as handle:
                 np.savez(handle, **prepared.fingerprints)
-        for name in SPLITS:
+        for name in manifest.SPLITS:
             tmp = stage.enter_context(replacing(out_dir / f"{name}.parquet"))
             pq.write_table(prepared.tables[name], tmp)
-            manifest["splits"][name]["file_sha256"] = file_sha256(tmp)
-        manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    return manifest
+            built["splits"][name]["file_sha256"] = file_sha256(tmp)
+        manifest_tmp.write_text(manifest.text(built))
+    return built
