@@ -15,6 +15,7 @@ if os.path.isdir(SRC):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 from alchemist import dag, job_resources
+from alchemist.report import contents as report_contents, summary as run_summary  # what the report shows
 
 dag.check_config_file("config/config.yaml")  # a YAML mistake: one line naming file and line
 configfile: "config/config.yaml"
@@ -68,16 +69,16 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/select.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/publish.smk"
 include: "workflow/rules/lockbox.smk"
 
 
-# The report's front page: the end-of-run summary once a run has made one.
-report: "results/summary.rst" if os.path.exists("results/summary.rst") else "workflow/report/workflow.rst"
+# The report's front page: the end-of-run summary once a run has made one (alchemist.report).
+report: report_contents.front_page(RESULTS)
 
 
 onsuccess:
-    dag.write_summary(config, RESULTS)   # the run's last lines, results/summary.md
+    run_summary.write(config, RESULTS)   # the run's last lines, results/summary.md and .rst
 
 
 rule all:

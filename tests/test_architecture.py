@@ -62,7 +62,10 @@ def test_no_import_cycle():
     ("alchemist.train", ("mlflow", "snakemake", "optuna", "alchemist.track", "alchemist.search",
                          "alchemist.lockbox", "alchemist.dag")),
     ("alchemist.search", ("torch", "mlflow", "alchemist.train", "alchemist.track")),
-    ("alchemist.analysis", ("torch", "mlflow", "alchemist.train", "alchemist.track")),
+    ("alchemist.analysis", ("torch", "mlflow", "matplotlib", "alchemist.train", "alchemist.track",
+                            "alchemist.report")),
+    ("alchemist.report", ("torch", "mlflow", "alchemist.train", "alchemist.track", "alchemist.search",
+                          "alchemist.lockbox")),
     ("alchemist.data", ("torch", "mlflow", "snakemake", "alchemist.train", "alchemist.track")),
     ("alchemist.lockbox", ("mlflow", "snakemake")),
 ])
@@ -185,7 +188,7 @@ def tiny_with_src(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("module, some_expected", [
     ("train/losses.py", {"train_pack", "diagnostics"}),
-    ("analysis/plots.py", {"publish_stage", "diagnostics"}),
+    ("report/plots.py", {"publish_stage", "diagnostics"}),
     ("analysis/stats.py", {"plan_round", "aggregate_stage", "select_winner", "publish_stage"}),
     ("lockbox/policy.py", {"lockbox_status"}),
     ("dag/triggers.py", set()),           # the Snakefile's helpers: no job runs them
@@ -264,3 +267,39 @@ def test_private_names_of_other_libraries_only_from_the_allow_list():
                                                   r"snakemake|pd|np)\._\w+", text)}
         found |= {(module, f"import {m}") for m in re.findall(r"from \S+ import (_\w+)", text)}
     assert found and found <= PRIVATE_ALLOWED, sorted(found - PRIVATE_ALLOWED)   # (the scan finds them)
+
+
+def test_what_the_report_shows_is_decided_in_one_folder():
+    """alchemist.report decides what a researcher sees: every report() flag in the workflow takes
+    its words from report.contents (no rule names a category or caption of its own), each
+    section there is used by exactly one rule and has its caption, the front page comes from
+    there, and only that folder draws (matplotlib)."""
+    from alchemist.report import contents
+
+    workflow = {p.name: p.read_text() for p in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]}
+    flags = [(name, m) for name, text in workflow.items() for m in re.findall(r"\breport\((.*)\)", text)]
+    assert flags and all("**report_contents.entry(" in args for _, args in flags), flags
+    assert not [n for n, text in workflow.items() if re.search(r"\b(category|caption)\s*=", text)]
+    used = [re.search(r'entry\("(\w+)"\)', args).group(1) for _, args in flags]
+    assert sorted(used) == sorted(contents.SECTIONS), used
+    assert all((contents.CAPTIONS / s.caption).is_file() for s in contents.SECTIONS.values())
+    assert "report: report_contents.front_page(RESULTS)" in workflow["Snakefile"]
+    assert not (REPO / "workflow/report").exists()
+    drawing = sorted(m for m, p in FILES.items() if "matplotlib" in _all_imports(p) or
+                     any(n.startswith("matplotlib.") for n in _all_imports(p)))
+    assert drawing and all(m.startswith("alchemist.report.") for m in drawing), drawing
+
+
+def test_every_public_function_says_what_it_returns_or_decides():
+    """A docstring on every public function and method (issue 24, point 7)."""
+    missing = []
+    for module, path in FILES.items():
+        def walk(node, owner=""):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
+                    if ast.get_docstring(child) is None:
+                        missing.append(f"{module}.{owner}{child.name}")
+                elif isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                    walk(child, child.name + ".")
+        walk(ast.parse(path.read_text()))
+    assert len(FILES) > 100 and not missing, missing

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import yaml
 
-from alchemist.analysis import summary
+from alchemist.report import summary
 from conftest import REPO, Workflow
 
 #: lines that need what a copy does not have (a cluster, a user's file, results to report on)

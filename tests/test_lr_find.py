@@ -38,7 +38,7 @@ def test_suggestion_is_a_tenth_of_the_minimum_or_the_valley():
 def test_smoothed_loss_does_not_lag_and_the_axis_stays_on_the_losses():
     """The smoothed curve falls where the raw loss falls and bottoms out where it does (an EMA
     with β = 0.98 trailed it by most of a decade); the y-axis starts at 0 at the lowest, not −2."""
-    from alchemist.analysis.plots import loss_limits
+    from alchemist.report.plots import loss_limits
     from alchemist.train.lr_find import smooth
 
     lrs = np.geomspace(1e-7, 10, 200)

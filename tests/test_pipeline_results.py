@@ -56,6 +56,9 @@ def test_report_has_leaderboards_figures_and_lockbox(default_pipeline):
     for name in ("leaderboard.html", "metric_vs_params.png", "narrowing.png", "seed_spread.png",
                  "lr_find.png", "status.txt"):
         assert name in html, name
+    from alchemist.report import contents      # each section's caption, as alchemist.report words it
+    for section in contents.SECTIONS.values():
+        assert " ".join((contents.CAPTIONS / section.caption).read_text().split()[:3]) in html, section
     board = (wf.root / "results/repeat/leaderboard.html").read_text()    # a table, not a download
     assert "<table" in board and "<th>val_accuracy_mean</th>" in board and "<th>lr</th>" in board
     if os.path.exists(CHROMIUM):        # the rendered page, as a person sees it

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alchemist.analysis import plots
+from alchemist.report import plots
 from alchemist.analysis.tables import flatten, stage_table
 from alchemist.cli import main
 from mlflow_fixtures import make_stage
@@ -88,7 +88,7 @@ def test_plot_command(results, tmp_path):
 def test_importance_is_skipped_when_every_trial_scores_the_same(tmp_path):
     """fANOVA cannot split zero variance (optuna raises): the history is still drawn and the
     stage's figures do not fail (a constant metric: e.g. every trial at the majority baseline)."""
-    from alchemist.analysis.figures import importance_and_history
+    from alchemist.report.figures import importance_and_history
 
     make_stage(tmp_path, "coarse", 10, epochs=3)
     table = stage_table(tmp_path / "coarse").assign(kept_val_metric=0.5)
@@ -99,7 +99,7 @@ def test_importance_is_skipped_when_every_trial_scores_the_same(tmp_path):
 def test_a_searched_stage_gets_contour_and_parallel_coordinates(tmp_path):
     """Optuna's contour (every pair of searched settings) and parallel-coordinate figures, with
     the metric's name; the contour only where two or more settings were searched."""
-    from alchemist.analysis.figures import importance_and_history
+    from alchemist.report.figures import importance_and_history
 
     make_stage(tmp_path, "coarse", 10, epochs=3)
     table = stage_table(tmp_path / "coarse")

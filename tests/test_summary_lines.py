@@ -1,10 +1,10 @@
-"""The end-of-run summary's lines from a results folder (alchemist.analysis.summary), unit-sized:
+"""The end-of-run summary's lines from a results folder (alchemist.report.summary), unit-sized:
 the regression baseline, the rebalancing note and how a tie within noise was decided."""
 from __future__ import annotations
 
 import json
 
-from alchemist.analysis import summary
+from alchemist.report import summary
 
 
 def _results(tmp_path, prep: dict, selection: dict):

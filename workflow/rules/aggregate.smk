@@ -26,8 +26,7 @@ rule aggregate_stage:
         trials=f"{RESULTS}/{{stage}}/trials.parquet",
         seeds=f"{RESULTS}/{{stage}}/seeds.parquet",
         leaderboard=f"{RESULTS}/{{stage}}/leaderboard.csv",
-        leaderboard_html=report(f"{RESULTS}/{{stage}}/leaderboard.html", category="Leaderboards",
-                                subcategory="{stage}", caption="../report/leaderboard.rst"),
+        leaderboard_html=report(f"{RESULTS}/{{stage}}/leaderboard.html", **report_contents.entry("leaderboard")),
     params:
         code=dag.command_digest("aggregate"),
         trials=f"{RESULTS}/{{stage}}/trials",

@@ -11,8 +11,7 @@ rule diagnostics:
         data=[f"{DATA}/train{SPLIT}", f"{DATA}/val{SPLIT}", f"{DATA}/prep.json"],
     output:
         table=f"{RESULTS}/diagnostics/lr_find.parquet",
-        plot=report(f"{RESULTS}/diagnostics/lr_find.png", category="Diagnostics",
-                    caption="../report/lr_find.rst"),
+        plot=report(f"{RESULTS}/diagnostics/lr_find.png", **report_contents.entry("lr_find")),
         summary=f"{RESULTS}/diagnostics/lr_find.json",
         sanity=f"{RESULTS}/diagnostics/sanity.json",
     params:

@@ -51,7 +51,7 @@ rule final_test:
 
 rule lockbox_status:
     output:
-        report(f"{RESULTS}/lockbox/status.txt", category="Lockbox", caption="../report/lockbox.rst"),
+        report(f"{RESULTS}/lockbox/status.txt", **report_contents.entry("lockbox")),
     params:
         code=dag.command_digest("lockbox"),
         ledger=dag.ledger_digest(f"{RESULTS}/lockbox/ledger.jsonl", f"{DATA}/lockbox.jsonl"),  # reruns when one grows

@@ -2,8 +2,8 @@
 
 - `trials`     : the stage table (alchemist.analysis.tables), one row per trial;
 - `seeds`      : one row per configuration: mean, std, 95% CI, n over its seeds (PB-31);
-- `leaderboard`: the configurations ranked by mean validation metric (CSV, and HTML for the
-  report).
+- `leaderboard`: the configurations ranked by mean validation metric (CSV; its page in the
+  report: alchemist.report.pages).
 """
 from __future__ import annotations
 
@@ -67,36 +67,18 @@ def leaderboard(seeds: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.D
     return board[[c for c in board.columns if c != "params_json"] + ["params_json"]]
 
 
-def write_tables(trials: pd.DataFrame, out: Path, summary: bool) -> list[Path]:
-    """Write the trials table (Parquet + CSV) and, with `summary`, seeds and leaderboard tables."""
-    written = [_write(trials, out)]
-    if summary:
-        seeds = seeds_table(trials)
-        written.append(_write(seeds, out.with_name("seeds.parquet")))
-        board = leaderboard(seeds, trials)
-        with replacing(out.with_name("leaderboard.csv")) as tmp:
-            board.to_csv(tmp, index=False)
-        with replacing(out.with_name("leaderboard.html")) as tmp:
-            Path(tmp).write_text(leaderboard_html(board, out.parent.name))
-        written += [out.with_name("leaderboard.csv"), out.with_name("leaderboard.html")]
-    return written
-
-
-def leaderboard_html(board: pd.DataFrame, stage: str) -> str:
-    """The leaderboard as a page of its own (what `snakemake --report` shows): rank, id, the
-    varied settings and the metrics, 4 significant digits; ids of trials and params left to
-    the CSV."""
-    shown = board.drop(columns=[c for c in ("trial_ids", "params_json", "mode") if c in board])
-    table = shown.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}",
-                          classes="leaderboard")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{stage} leaderboard</title>"
-            f"<style>{_STYLE}</style></head><body><h3>{stage}: configurations ranked by mean over "
-            f"their seeds (95% t-interval)</h3>{table}</body></html>\n")
-
-
-_STYLE = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
-          "th,td{padding:3px 8px;text-align:right;border-bottom:1px solid #ddd}"
-          "th{background:#f3f3f3} tr:first-child td{font-weight:bold}")
+def write_tables(trials: pd.DataFrame, out: Path, summary: bool) -> pd.DataFrame | None:
+    """Write the trials table (Parquet + CSV) and, with `summary`, the seeds table and the
+    leaderboard's CSV; returns the leaderboard (None without `summary`), for its report page."""
+    _write(trials, out)
+    if not summary:
+        return None
+    seeds = seeds_table(trials)
+    _write(seeds, out.with_name("seeds.parquet"))
+    board = leaderboard(seeds, trials)
+    with replacing(out.with_name("leaderboard.csv")) as tmp:
+        board.to_csv(tmp, index=False)
+    return board
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:

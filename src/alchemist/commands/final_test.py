@@ -12,6 +12,7 @@ HELP = ("Evaluate the selected configuration (every seed) on the test split ONCE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist final-test`: --confirm, data, winner, trials, ledger, unsealing, MLflow."""
     p.add_argument("--confirm", action="store_true", required=True,
                    help="required: you mean to spend the test set (it can be opened once)")
     p.add_argument("--data-dir", type=Path, default=Path("results/data"))
@@ -42,9 +43,11 @@ def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate the winner on the test split if the lockbox allows; prints the result, rewrites
+    --status-file and, unless --no-tracking, records it in MLflow; returns 0 (a refusal raises)."""
     from alchemist.atomic import write_text
     from alchemist.lockbox.evaluate import final_test, format_result
-    from alchemist.lockbox.policy import format_status
+    from alchemist.report.pages import lockbox_status
 
     outcome = final_test(data_dir=args.data_dir, winner_file=args.winner,
                            trials_dir=args.trials_dir, out_dir=args.out_dir, ledger=args.ledger,
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_result(outcome))
     print(f"result: {outcome['event']['result_file']}")
     if args.status_file is not None:
-        write_text(args.status_file, format_status(outcome["status"]))
+        write_text(args.status_file, lockbox_status(outcome["status"]))
     if not args.no_tracking:
         record_in_mlflow(args, outcome)
     return 0

@@ -8,6 +8,7 @@ HELP = "Show the test-set lockbox ledger: openings, unseals and their reasons."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist lockbox`: the ledger, the prepared data (its seal is read), --json."""
     p.add_argument("--ledger", type=Path, default=Path("results/lockbox/ledger.jsonl"))
     p.add_argument("--data-dir", type=Path, default=Path("results/data"),
                    help="prepared data: its seal (lockbox.jsonl) is read too")
@@ -15,13 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the local copies' lockbox status (openings, unseals, tampering) as text or --json; returns 0."""
     import json
     import sys
 
     from alchemist.lockbox.ledger import local_events
-    from alchemist.lockbox.policy import format_status, status
+    from alchemist.lockbox.policy import status
+    from alchemist.report.pages import lockbox_status
 
     merged = local_events(args.data_dir, args.ledger)
     state = {**status(merged.events), "tampering": merged.problems}
-    sys.stdout.write(json.dumps(state, indent=2) + "\n" if args.json else format_status(state))
+    sys.stdout.write(json.dumps(state, indent=2) + "\n" if args.json else lockbox_status(state))
     return 0      # tampering is shown (TAMPERING lines) and refuses every opening

@@ -9,6 +9,7 @@ HELP = "LR range test: loss against an exponentially rising LR, table, plot and 
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist lr-find`: one trial's settings and data, the out folder, LR range, steps."""
     add_trial_arguments(p)
     p.add_argument("--out-dir", required=True, help="writes lr_find.parquet, lr_find.png, lr_find.json")
     p.add_argument("--min-lr", type=float, default=1e-7)
@@ -17,13 +18,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run the LR range test on one trial; writes table, plot and JSON, prints the suggested LR; returns 0."""
     run_lr_find(trial_from_args(args.trial, args.set), args)
     return 0
 
 
 def run_lr_find(trial: dict, args) -> dict:
     """The range test on `trial`; writes lr_find.{parquet,png,json} under --out-dir."""
-    from alchemist.analysis.plots import lr_find as plot_lr_find
+    from alchemist.report.plots import lr_find as plot_lr_find
     from alchemist.atomic import replacing, write_json
     from alchemist.train.lr_find import lr_find
 

@@ -11,6 +11,7 @@ HELP = ("Draw a stage's figures: metric vs each hyperparameter, coarse → fine 
 
 
 def add_arguments(p) -> None:
+    """The options of `alchemist plot`: stage folder, PNG folder, previous stage, --curves, a manifest."""
     p.add_argument("--stage-dir", type=Path, required=True, help="results/<stage>")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
     p.add_argument("--previous", type=Path, default=None,
@@ -22,7 +23,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from alchemist.analysis import figures
+    """Draw the stage's PNGs, print their paths and write the --manifest list; returns 0. A UserError when
+    the stage or --previous folder is missing."""
+    from alchemist.report import figures
     from alchemist.errors import UserError
 
     if not args.stage_dir.is_dir():

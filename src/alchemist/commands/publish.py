@@ -11,6 +11,7 @@ HELP = ("Draw a stage's figures (metric vs each hyperparameter, narrowing, seed 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `alchemist publish`: stage or winner.json, figures, --also folders, MLflow, marker."""
     p.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     p.add_argument("--stage", help="the stage folder's name (or diagnostics)")
     p.add_argument("--selection", type=Path, default=None, metavar="WINNER_JSON",
@@ -33,12 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Draw (or collect) the stage's figures, print their paths and sync it and the --also folders to
+    MLflow; with --selection, publish the winner instead; returns 0 (tracking failures only warn)."""
     from alchemist.commands.sync import guarded, tracking_uri
     from alchemist.errors import UserError
 
     if args.selection is not None:
         return publish_selection(args)
-    from alchemist.analysis.figures import stage_figures
+    from alchemist.report.figures import stage_figures
 
     if not args.stage:
         raise UserError("give --stage or --selection")

@@ -43,6 +43,7 @@ def mine(events: list[dict], keys) -> list[dict]:
 
 
 def describe(event: dict) -> str:
+    """One line citing an opening: number, time, first trial ids, test result (or none) and result file."""
     result = event.get("result") or {}
     where = event.get("result_file", "?")
     value = result.get("test_mean")
@@ -88,14 +89,3 @@ def status(events: list[dict], keys=None) -> dict:
             "evaluations": [{"time": e["time"], "opening": e["opening"],
                              "result_file": e.get("result_file"), "result": e.get("result")}
                             for e in own if e["kind"] == "evaluation"]}
-
-
-def format_status(state: dict) -> str:
-    lines = [f"lockbox: the test set has been opened {state['openings']} time(s)"]
-    for ev in state["evaluations"]:
-        r = ev.get("result") or {}
-        lines.append(f"  opening #{ev['opening']} on {ev['time']}: {r.get('metric')} "
-                     f"{r.get('test_mean')} → {ev['result_file']}")
-    lines += [f"  unsealed on {u['time']}: {u['reason']}" for u in state["unseals"]]
-    lines += [f"  TAMPERING: {p} — every opening is refused" for p in state.get("tampering", [])]
-    return "\n".join(lines) + "\n"

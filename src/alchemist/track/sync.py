@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from alchemist.analysis import plots
+from alchemist.report.figures import stage_figures
 from alchemist.atomic import file_lock
 from alchemist.provenance import source_tags
 from alchemist.track.backend import connect, default_tracking_uri
@@ -58,7 +58,7 @@ def sync_stage(stage_dir: Path, *, tracking_uri: str, experiment: str, stage: st
         sync_trials(client, writer, report, stage, dirs, existing, parent.info.run_id, folder, tags)
         previous = folder.previous if folder.previous and folder.previous.is_dir() else None
         if figures is None:
-            figures = plots.stage_plots(stage_dir, out, previous)
+            figures = stage_figures(stage_dir, out, previous)
         sync_parent(client, parent, folder, Path(data_dir) if data_dir else None, figures, Path(tmp),
                     end_ms)
     return report

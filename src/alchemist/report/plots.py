@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from alchemist.analysis.stats import configurations, ranked_configurations  # noqa: E402
-from alchemist.analysis.tables import stage_table, table_mode, varied_columns  # noqa: E402
+from alchemist.analysis.tables import table_mode, varied_columns  # noqa: E402
 
 #: Settings always drawn on a log axis (PB-27); others only when they span > 1.5 decades.
 LOG_KEYS = frozenset({"lr", "weight_decay", "l1"})
@@ -220,35 +220,6 @@ def lr_find(df: pd.DataFrame, suggested_lr: float | None, out_png: Path) -> Path
     ax.grid(alpha=0.3)
     ax.set_title("LR range test (PB-13)")
     return save_figure(fig, out_png)
-
-
-def stage_plots(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None) -> list[Path]:
-    """Every stage-level figure that the stage's files allow, written under out_dir.
-
-    metric_vs_params always; narrowing when a previous (coarser) stage is given; seed_spread when
-    some configuration was trained with more than one seed; lr_find when the stage folder holds
-    `lr_find.parquet` (columns lr, loss[, smoothed_loss]) and optionally `lr_find.json`
-    (`{"suggested_lr": x}`).
-    """
-    stage_dir, out_dir = Path(stage_dir), Path(out_dir)
-    table = stage_table(stage_dir)
-    made = []
-    if len(table):
-        made.append(metric_vs_params(table, out_dir / "metric_vs_params.png", title=stage_dir.name))
-        if previous_stage_dir is not None:
-            previous = stage_table(Path(previous_stage_dir))
-            if len(previous):
-                made.append(narrowing(previous, table, out_dir / "narrowing.png",
-                                      (Path(previous_stage_dir).name, stage_dir.name)))
-        if table.groupby("config_id")["trial_id"].count().gt(1).any():
-            made.append(seed_spread(table, out_dir / "seed_spread.png"))
-    lr_path = stage_dir / "lr_find.parquet"
-    if lr_path.exists():
-        meta_path = stage_dir / "lr_find.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        made.append(lr_find(pd.read_parquet(lr_path), meta.get("suggested_lr"),
-                            out_dir / "lr_find.png"))
-    return made
 
 
 MAX_CURVES = 200     # a stage figure draws the best this many trials' curves

@@ -1,6 +1,7 @@
 """The end-of-run summary, one content in three forms: the last lines in the terminal, the
-`results/summary.md` file and the report's front page (reStructuredText). It says what was
-learned, on what data, by which metric, who won and by how much, and where to look next.
+`results/summary.md` file and the report's front page (reStructuredText), written by `write`
+after every successful run. It says what was learned, on what data, by which metric, who won
+and by how much, and where to look next.
 
 Read from the files the pipeline wrote (prep.json, winner.json, the leaderboards, the MLflow
 markers, the lockbox status), with the standard library only: it runs in Snakemake's own process
@@ -175,6 +176,7 @@ def lines(s: dict) -> list[str]:
 
 
 def markdown(s: dict) -> str:
+    """results/summary.md: the summary's lines as a Markdown list under a title."""
     body = lines(s)
     return "# alchemist: result of the search\n\n" + "\n".join(f"- {line}" for line in body) + "\n"
 
@@ -184,3 +186,18 @@ def rst(s: dict) -> str:
     title = "alchemist: result of the search"
     body = "\n".join(f"* {line.replace('*', chr(92) + '*')}" for line in lines(s))
     return f"{title}\n{'=' * len(title)}\n\n{body}\n"
+
+
+def write(config: dict, results: str | Path) -> None:
+    """After a successful run (the Snakefile's onsuccess): results/summary.md and the report's
+    front page (contents.FRONT_PAGE) written, and the summary printed as the run's last lines.
+    Nothing before the first selection."""
+    from alchemist.atomic import write_text
+    from alchemist.report.contents import FRONT_PAGE
+
+    content = build(Path(results), config)
+    if content is None:
+        return
+    write_text(Path(results) / "summary.md", markdown(content))
+    write_text(Path(results) / FRONT_PAGE, rst(content))
+    print("\n" + "─" * 78 + "\n" + "\n".join(lines(content)) + "\n" + "─" * 78, flush=True)

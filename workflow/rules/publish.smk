@@ -1,16 +1,14 @@
 # What people look at, one bookkeeping job per stage (`alchemist publish`): the stage's figures,
 # drawn once, then the stage synced to MLflow with them (an unreachable server never fails the
 # sweep — `alchemist sync` backfills later). Bookkeeping runs at the default priority, below the
-# search (CRITICAL), so a free core goes to training first. `snakemake --report` shows the
-# leaderboards, figures and lockbox status.
+# search (CRITICAL), so a free core goes to training first. What `snakemake --report` shows (these
+# figures, the leaderboards, the lockbox status, the front page) is decided in alchemist.report.
 
 
 def _publish_outputs(stage_figures: bool) -> dict:
     out = {"marker": f"{RESULTS}/{{stage}}/mlflow_sync.json"} if TRACKING else {}
     if stage_figures:
-        out["figures"] = report(directory(f"{RESULTS}/plots/{{stage}}"), patterns=["{name}.png"],
-                                category="Figures", subcategory="{stage}",
-                                caption="../report/figures.rst")
+        out["figures"] = report(directory(f"{RESULTS}/plots/{{stage}}"), **report_contents.entry("figures"))
     return out
 
 

@@ -1,17 +1,19 @@
-"""A stage's figures, assembled (`stage_figures`: what `alchemist plot` and `publish` draw), and
+"""A stage's figures, decided here (`stage_figures`: what `alchemist plot`, `publish` and `sync` draw
+and the report shows; plots.py draws them), and
 what a search stage teaches beyond its best trial: which settings mattered (fANOVA through
 optuna.importance, on a study rebuilt from the stage table), how the best value grew as the
 stage sampled (Optuna's history plot), and how the settings combine (contour and parallel
 coordinates), drawn with Optuna's matplotlib figures and labelled with the metric's name."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from alchemist.analysis import plots
-from alchemist.analysis.plots import is_numeric, save_figure, metric_label, use_log_axis
+from alchemist.report import plots
+from alchemist.report.plots import is_numeric, save_figure, metric_label, use_log_axis
 from alchemist.analysis.tables import StagePlans, stage_table, table_mode, varied_columns
 
 MIN_IMPORTANCE_TRIALS = 8      # fewer usable trials tell nothing about which setting mattered
@@ -144,18 +146,37 @@ def _save_as_laid_out(fig, name: str, out: Path) -> Path:
 
 def stage_figures(stage_dir: Path, out_dir: Path, previous_stage_dir: Path | None = None,
                   curves: bool = False) -> list[Path]:
-    """The stage's figures: stage_plots, the learning curves in one figure, for searched
-    stages the settings' importance and the optimisation history and, with `curves`, one
-    learning-curve PNG per trial under curves/."""
-    made = plots.stage_plots(stage_dir, out_dir, previous_stage_dir)
+    """Every figure of a stage that its files allow, written under out_dir — what `alchemist
+    plot`, `publish` and `sync` draw and the report shows:
+
+    the metric against each varied setting; the narrowing when a previous (coarser) stage is
+    given; the seed spread when a configuration was trained with more than one seed; the LR range
+    test when the folder holds `lr_find.parquet` (and `lr_find.json` with `suggested_lr`); the
+    learning curves in one figure; for searched stages the settings' importance and the
+    optimisation history; with `curves`, one learning-curve PNG per trial under curves/.
+    """
+    stage_dir, out_dir = Path(stage_dir), Path(out_dir)
     table = stage_table(stage_dir)
-    if len(table) and (fig := plots.stage_curves(table, stage_dir, Path(out_dir) / "learning_curves.png")):
+    made = []
+    if len(table):
+        made.append(plots.metric_vs_params(table, out_dir / "metric_vs_params.png", title=stage_dir.name))
+        if previous_stage_dir is not None and len(previous := stage_table(Path(previous_stage_dir))):
+            made.append(plots.narrowing(previous, table, out_dir / "narrowing.png",
+                                        (Path(previous_stage_dir).name, stage_dir.name)))
+        if table.groupby("config_id")["trial_id"].count().gt(1).any():
+            made.append(plots.seed_spread(table, out_dir / "seed_spread.png"))
+    if (stage_dir / "lr_find.parquet").exists():
+        meta = stage_dir / "lr_find.json"
+        made.append(plots.lr_find(pd.read_parquet(stage_dir / "lr_find.parquet"),
+                                  json.loads(meta.read_text()).get("suggested_lr") if meta.exists() else None,
+                                  out_dir / "lr_find.png"))
+    if len(table) and (fig := plots.stage_curves(table, stage_dir, out_dir / "learning_curves.png")):
         made.append(fig)
     if len(table):
         made += importance_and_history(table, stage_dir, out_dir)
     if curves:
         for tid in table["trial_id"] if len(table) else []:
-            trial_dir = Path(stage_dir) / "trials" / str(tid)
+            trial_dir = stage_dir / "trials" / str(tid)
             if (trial_dir / "metrics.parquet").exists():
-                made.append(plots.trial_curve(trial_dir, Path(out_dir) / "curves" / f"{tid}.png"))
+                made.append(plots.trial_curve(trial_dir, out_dir / "curves" / f"{tid}.png"))
     return made
