@@ -303,3 +303,10 @@ def test_every_public_function_says_what_it_returns_or_decides():
                     walk(child, child.name + ".")
         walk(ast.parse(path.read_text()))
     assert len(FILES) > 100 and not missing, missing
+
+
+def test_default_paths_come_from_the_results_layout():
+    """No module but alchemist.results_layout names a default path under `results` (issue 24,
+    point 7): commands resolve theirs from `--results`, libraries take them as arguments."""
+    naming = sorted(m for m, p in FILES.items() if re.search(r'''Path\(\s*["']results|default=["']results''', p.read_text()))
+    assert naming == ["alchemist.results_layout"], naming

@@ -265,6 +265,24 @@ def test_predict_refuses_the_test_split_even_renamed(opened, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_commands_find_every_default_path_under_results(opened, tmp_path):
+    """Started in another folder with only `--results`, the commands read the files the pipeline
+    wrote there (alchemist.results_layout): the status, the refusal, and predict's winner and data."""
+    results = str(opened.root / "results")
+    status = subprocess.run(["alchemist", "lockbox", "--results", results], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and "opened 1 time(s)" in status.stdout, status.stdout + status.stderr
+    again = subprocess.run(["alchemist", "final-test", "--confirm", "--results", results, "--no-tracking"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode != 0 and "opening #1" in again.stderr + again.stdout, again.stderr[-1500:]
+    rows = pd.read_parquet(opened.root / "results/data/val.parquet").drop(columns=["_row_id", "_y"]).head(5)
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    pred = subprocess.run(["alchemist", "predict", "--results", results, "--data", "new.csv", "--out", "p.csv"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert pred.returncode == 0, pred.stderr[-1500:]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 5 and not (tmp_path / "results").exists()
+
+
 def test_the_seal_beside_the_data_refuses_on_its_own(opened, tmp_path):
     """No ledger file, no MLflow: the copy in results/data/lockbox.jsonl still refuses."""
     from alchemist.lockbox.evaluate import final_test

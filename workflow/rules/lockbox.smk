@@ -42,7 +42,7 @@ rule final_test:
     conda:
         ENV
     shell:
-        "{ALCHEMIST} final-test --confirm --data-dir {DATA} --winner {input.winner} "
+        "{ALCHEMIST} final-test --confirm --results {RESULTS} --data-dir {DATA} --winner {input.winner} "
         "--trials-dir {params.trials} --out-dir {RESULTS}/test "
         "--ledger {RESULTS}/lockbox/ledger.jsonl --status-file {RESULTS}/lockbox/status.txt "
         "--config-hash {params.config_hash} "

@@ -92,15 +92,17 @@ def describe_winner(result: dict[str, Any]) -> str:
     return line
 
 
-def load_winner(winner_file: Path | None, results: Path = Path("results")) -> tuple[Path, dict]:
-    """(path, content) of winner.json: the file given, else the select stage's under `results`
-    (whatever the stage is called; an error when there is none or more than one)."""
-    if winner_file is None:
-        found = sorted(Path(results).glob("*/winner.json"))
-        if len(found) != 1:
-            what = "no" if not found else f"{len(found)} ({', '.join(map(str, found))})"
-            raise UserError(f"found {what} winner.json under {results}/; give --winner")
-        winner_file = found[0]
+def find_winner(found: list[Path], results: Path) -> Path:
+    """The one winner.json among `found` (ResultsLayout.winners(): whatever the select stage is
+    called); a UserError when there is none or more than one."""
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)} ({', '.join(map(str, found))})"
+        raise UserError(f"found {what} winner.json under {results}/; give --winner")
+    return found[0]
+
+
+def load_winner(winner_file: Path) -> tuple[Path, dict]:
+    """(path, content) of a winner.json; a UserError when it does not exist."""
     if not Path(winner_file).exists():
         raise UserError(f"--winner {winner_file} not found: run the pipeline (its select stage) first")
     return Path(winner_file), json.loads(Path(winner_file).read_text())

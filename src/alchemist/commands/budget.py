@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alchemist.results_layout import add_results_argument, layout
+
 HELP = ("Size the search to search.budget: probe the cost of a trial on the training device, scale "
         "every stage's trials, epochs, rungs and seeds to fit, write budget.json and print the plan.")
 
@@ -14,8 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `alchemist budget`: config, probe data/cache, slots, memory, threads, device, out."""
     p.add_argument("--config", type=Path, required=True, help="a config file (YAML or JSON) with "
                    "`train:` and `search:` (the pipeline passes .snakemake/alchemist/params/<hash>.json)")
-    p.add_argument("--data-dir", default="results/data", help="prepared data the probe trains on")
-    p.add_argument("--probe-dir", help="cache of probe figures (default: <data-dir>/../probe)")
+    add_results_argument(p)
+    p.add_argument("--data-dir", default=None, help="prepared data the probe trains on (default: <results>/data)")
+    p.add_argument("--probe-dir", help="cache of probe figures (default: <results>/probe)")
     p.add_argument("--slots", type=int, help="training jobs that run at once (default: $ALCHEMIST_SLOTS, else 1)")
     p.add_argument("--mem-mb", type=float, help="a training job's memory (resources.train.mem_mb)")
     p.add_argument("--threads", type=int, help="torch CPU threads of a training job")
@@ -45,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     training = [s for s in search.stages.values() if s.kind in ("search", "halving", "repeat")]
     first = training[0]
     trial = make_trial(base, {**first.set, "seed": first.seed}, stage=first.name, data=first.data)
-    data = Path(args.data_dir)
+    data = Path(args.data_dir or layout(args).data)
     slots = args.slots or int(os.environ.get("ALCHEMIST_SLOTS") or 1)
-    sizer = PackSizer(data, args.probe_dir or data.parent / "probe", slots=slots, limit_mb=args.mem_mb,
+    sizer = PackSizer(data, args.probe_dir or layout(args).probe, slots=slots, limit_mb=args.mem_mb,
                       threads=args.threads, device=args.device)
     figures = sizer.figures(trial, max(min(max(s.trials or 16 for s in training), 64), 16))
     splits = json.loads((data / "prep.json").read_text())["splits"]

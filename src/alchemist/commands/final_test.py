@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alchemist.results_layout import add_results_argument, layout
+
 HELP = ("Evaluate the selected configuration (every seed) on the test split ONCE: mean ± 95% CI "
         "and the validation→test gap, recorded in a ledger (file + MLflow). Any later attempt is "
         "refused, citing the first evaluation, unless --unseal-reason gives a new reason.")
@@ -15,13 +17,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `alchemist final-test`: --confirm, data, winner, trials, ledger, unsealing, MLflow."""
     p.add_argument("--confirm", action="store_true", required=True,
                    help="required: you mean to spend the test set (it can be opened once)")
-    p.add_argument("--data-dir", type=Path, default=Path("results/data"))
+    add_results_argument(p)
+    p.add_argument("--data-dir", type=Path, default=None, help="prepared data (default: <results>/data)")
     p.add_argument("--winner", type=Path, default=None,
-                   help="the select stage's winner.json (default: the one under results/)")
+                   help="the select stage's winner.json (default: the one under <results>)")
     p.add_argument("--trials-dir", type=Path, default=None,
                    help="the winner's trial folders (default: those of the stage it was selected from)")
-    p.add_argument("--out-dir", type=Path, default=Path("results/test"))
-    p.add_argument("--ledger", type=Path, default=Path("results/lockbox/ledger.jsonl"))
+    p.add_argument("--out-dir", type=Path, default=None, help="evaluation files (default: <results>/test)")
+    p.add_argument("--ledger", type=Path, default=None,
+                   help="the lockbox ledger (default: <results>/lockbox/ledger.jsonl)")
     p.add_argument("--unseal-reason", default=None,
                    help="re-open an already evaluated test set; the reason is recorded for good")
     p.add_argument("--config-hash", default="", help="hash of the pipeline config (recorded)")
@@ -35,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rewrite this lockbox status file (the report's) after the opening")
 
 
-def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
+def remote_ledger(args: argparse.Namespace, results: Path):
     """The MLflow copy of the ledger; with --no-tracking it is still read (if the store exists)."""
     from alchemist.track.ledger import LockboxLedger
 
@@ -45,14 +49,17 @@ def remote_ledger(args: argparse.Namespace, results: Path = Path("results")):
 def run(args: argparse.Namespace) -> int:
     """Evaluate the winner on the test split if the lockbox allows; prints the result, rewrites
     --status-file and, unless --no-tracking, records it in MLflow; returns 0 (a refusal raises)."""
+    from alchemist.analysis.select import find_winner
     from alchemist.atomic import write_text
     from alchemist.lockbox.evaluate import final_test, format_result
     from alchemist.report.pages import lockbox_status
 
-    outcome = final_test(data_dir=args.data_dir, winner_file=args.winner,
-                           trials_dir=args.trials_dir, out_dir=args.out_dir, ledger=args.ledger,
-                           unseal_reason=args.unseal_reason, config_hash=args.config_hash,
-                           remote=remote_ledger(args))
+    under = layout(args)
+    outcome = final_test(data_dir=args.data_dir or under.data,
+                         winner_file=args.winner or find_winner(under.winners(), under.root),
+                         trials_dir=args.trials_dir, out_dir=args.out_dir or under.test,
+                         ledger=args.ledger or under.ledger, unseal_reason=args.unseal_reason,
+                         config_hash=args.config_hash, remote=remote_ledger(args, under.root))
     print(format_result(outcome))
     print(f"result: {outcome['event']['result_file']}")
     if args.status_file is not None:
@@ -73,7 +80,6 @@ def record_in_mlflow(args: argparse.Namespace, outcome: dict) -> None:
 
     winner = Path(outcome["winner_file"])
     try:
-        args.results = Path(args.data_dir).parent
         client, exp_id = connect(tracking_uri(args), args.experiment)
         record_test(client, exp_id, winner.parent.name, args.model_name or f"{args.experiment}-winner",
                     outcome["result"], outcome["event"].get("opening", 1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alchemist.results_layout import add_results_argument, layout
+
 HELP = ("Plan a search stage: sample its trials and group them into packs (plan.json); with "
         "search.pack_size: auto, a short probe on this machine's training device picks the pack size.")
 
@@ -28,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=Path, help="budget.json (`alchemist budget`): the stage's sizes under "
                                                "search.budget")
     probe = p.add_argument_group("pack_size: auto (the probe; alchemist.train.probe)")
-    probe.add_argument("--data-dir", default="results/data", help="prepared data the probe trains on")
-    probe.add_argument("--probe-dir", help="cache of probe figures (default: <data-dir>/../probe)")
+    add_results_argument(probe)
+    probe.add_argument("--data-dir", default=None, help="prepared data the probe trains on (default: <results>/data)")
+    probe.add_argument("--probe-dir", help="cache of probe figures (default: <results>/probe)")
     probe.add_argument("--slots", type=int, help="training jobs that run at once (default: "
                                                  "$ALCHEMIST_SLOTS, set by the Snakefile, else 1)")
     probe.add_argument("--mem-mb", type=float, help="a training job's memory (resources.train.mem_mb)")
@@ -69,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
         from alchemist.search.pack_size import PackSizer
 
-        data = Path(args.data_dir)
-        sizer = PackSizer(data, args.probe_dir or data.parent / "probe", log=log,
+        data = Path(args.data_dir or layout(args).data)
+        sizer = PackSizer(data, args.probe_dir or layout(args).probe, log=log,
                           slots=args.slots or int(os.environ.get("ALCHEMIST_SLOTS") or 1),
                           limit_mb=args.mem_mb, threads=args.threads, device=args.device)
     allocation = None

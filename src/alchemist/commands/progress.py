@@ -4,14 +4,15 @@ each pack, so a sweep's progress shows in the terminal, not only in the pack log
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from alchemist.results_layout import add_results_argument
 
 HELP = "Print a stage's progress: trials done of the round's total, the best so far, time left."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `alchemist progress`: the results folder, the stage, the round."""
-    p.add_argument("--results", type=Path, default=Path("results"))
+    add_results_argument(p)
     p.add_argument("--stage", required=True)
     p.add_argument("--round", type=int, default=1, dest="round_")
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alchemist.results_layout import add_results_argument, layout
+
 HELP = ("Draw a stage's figures (metric vs each hyperparameter, narrowing, seed spread, learning "
         "curves) and sync the stage into MLflow with them; tracking problems never fail it.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `alchemist publish`: stage or winner.json, figures, --also folders, MLflow, marker."""
-    p.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
+    add_results_argument(p)
     p.add_argument("--stage", help="the stage folder's name (or diagnostics)")
     p.add_argument("--selection", type=Path, default=None, metavar="WINNER_JSON",
                    help="instead of a stage: the select stage's winner.json → its MLflow run with the "
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                               connection=connection)
                    for other in args.also if (args.results / other).is_dir()]
         return reports + [sync_stage(stage_dir, tracking_uri=uri, experiment=args.experiment,
-                                     data_dir=args.results / "data", figures=figures,
+                                     data_dir=layout(args).data, figures=figures,
                                      connection=connection)]
     return guarded(sync, args, uri)
 
@@ -92,19 +94,20 @@ def publish_selection(args: argparse.Namespace) -> int:
 
     winner_file, selection = load_winner(args.selection)
     dirs = winner_trial_dirs(winner_file, selection)
-    prep = json.loads((args.results / "data" / "prep.json").read_text())
-    X, _, _ = read_split(args.results / "data", "val", prep, prep["features"])
+    data = layout(args).data
+    prep = json.loads((data / "prep.json").read_text())
+    X, _, _ = read_split(data, "val", prep, prep["features"])
     example = np.array(X[:5], dtype="float32")
     model = WinnerModel(dirs, regression=prep["task"] == "regression").eval()
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     uri = tracking_uri(args)
     name = args.model_name or f"{args.experiment}-winner"
-    raw = raw_example(prep, args.results / "data")
+    raw = raw_example(prep, data)
 
     def sync():
         client, exp_id = connect(uri, args.experiment)
         run_id = sync_selection(client, exp_id, uri, winner_file, dirs, model, example, output, name,
-                                source_tags(args.results), raw, args.results / "data" / "prep.json")
+                                source_tags(args.results), raw, data / "prep.json")
         return SyncReport(stage=winner_file.parent.name, experiment_id=exp_id, parent_run_id=run_id)
     return guarded(sync, args, uri)

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from alchemist.results_layout import add_results_argument, layout
+
 from alchemist.atomic import write_json
 
 HELP = ("Sync results/<stage>/trials/* into MLflow: a parent run per stage, a child run per "
@@ -20,8 +22,7 @@ HELP = ("Sync results/<stage>/trials/* into MLflow: a parent run per stage, a ch
 
 def add_arguments(p) -> None:
     """The options of `alchemist sync`: results, MLflow, stages, trials, data, plots, --soft, the marker."""
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="results folder holding the stage folders (default: results)")
+    add_results_argument(p)
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                         "sqlite:///<abs results>/mlflow.db with artifacts in results/mlartifacts)")
@@ -55,7 +56,7 @@ def run(args) -> int:
     if args.trial and len(args.stage or []) != 1:
         raise UserError("--trial needs exactly one --stage")
     uri = tracking_uri(args)
-    common = dict(experiment=args.experiment, data_dir=args.data_dir or args.results / "data",
+    common = dict(experiment=args.experiment, data_dir=args.data_dir or layout(args).data,
                   plots_dir=args.plots_dir)
     if args.trial:
         return guarded(lambda: sync_stage(args.results / args.stage[0], tracking_uri=uri,

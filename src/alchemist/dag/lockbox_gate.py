@@ -37,6 +37,7 @@ class LockboxGate:
             return
         from alchemist.lockbox.evaluate import check
         from alchemist.lockbox.policy import Refused
+        from alchemist.results_layout import ResultsLayout
         from alchemist.track.ledger import LockboxLedger
 
         mlflow = config.get("mlflow", {})      # its copy is read even with tracking off, if it exists
@@ -44,7 +45,7 @@ class LockboxGate:
                                Path(results), read_only=not mlflow.get("enabled", True))
         try:
             check(Path(data_dir), config.get("unseal_reason"), remote,
-                  Path(results) / "lockbox" / "ledger.jsonl", config.get("data"))
+                  ResultsLayout(Path(results)).ledger, config.get("data"))
         except Refused as err:
             print(f"alchemist: lockbox: refused: {err}", file=sys.stderr)
             sys.exit(3)

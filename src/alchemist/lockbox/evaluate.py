@@ -20,15 +20,12 @@ import numpy as np
 from alchemist.analysis.select import load_winner, winner_trial_dirs
 from alchemist.analysis.stats import summarise_values
 from alchemist.atomic import file_lock, write_text
-from alchemist.lockbox.ledger import (LEDGER, Merged, NoRemote, keys_for, local_copies, merge_events,
+from alchemist.lockbox.ledger import (Merged, NoRemote, keys_for, local_copies, merge_events,
                                       new_event, record_local, registry_lock, seal_lock, test_rows)
 from alchemist.lockbox.policy import Tampered, decide, status
 from alchemist.provenance import code_version
 
-RESULTS = Path("results/test")
-
-
-def check(data_dir: Path, unseal_reason: str | None, remote, ledger: Path = LEDGER,
+def check(data_dir: Path, unseal_reason: str | None, remote, ledger: Path,
           data_cfg: dict | None = None) -> None:
     """Raise policy.Refused when an opening now would be refused (the Snakefile's gate, before
     any job runs); nothing is recorded. Without prepared data (a fresh clone) the configured
@@ -88,9 +85,9 @@ def evaluate_winner(data_dir: Path, winner: dict, trial_dirs: list[Path], device
             "per_trial": per_trial, "rows": len(y)}
 
 
-def final_test(*, data_dir: Path, winner_file: Path | None = None, trials_dir: Path | None = None,
-                 out_dir: Path = RESULTS, ledger: Path = LEDGER, unseal_reason: str | None = None,
-                 config_hash: str = "", remote=None, device: str = "cpu") -> dict:
+def final_test(*, data_dir: Path, winner_file: Path, out_dir: Path, ledger: Path,
+               trials_dir: Path | None = None, unseal_reason: str | None = None,
+               config_hash: str = "", remote=None, device: str = "cpu") -> dict:
     """Check the ledgers, record an unseal if one is given and needed, evaluate, record. Held
     under a lock beside the seal: two attempts at once cannot both be the first opening. The
     winner (alchemist.analysis.select.load_winner) is read only once the opening is allowed."""

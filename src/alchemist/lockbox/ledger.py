@@ -31,7 +31,6 @@ import numpy as np
 from alchemist.data.guard import FINGERPRINTS
 from alchemist.trial import canonical_json
 
-LEDGER = Path("results/lockbox/ledger.jsonl")
 SEAL = "lockbox.jsonl"       # the ledger's copy inside the prepared-data folder
 KINDS = ("evaluation", "unseal", "result")    # an opening, a reason to re-open, an opening's result
 MATCH = 0.1                  # share of a split's test rows found in an opened lockbox's: the same one
@@ -132,7 +131,7 @@ def keep_rows(key: str, hashes: np.ndarray | None) -> None:
     os.replace(tmp, path)
 
 
-def read_ledger(path: Path = LEDGER, problems: list[str] | None = None) -> list[dict]:
+def read_ledger(path: Path, problems: list[str] | None = None) -> list[dict]:
     """A copy's events; a line that is not an event (not JSON, unknown kind, no id) is left out
     and described in `problems` (tampering: the caller refuses)."""
     path = Path(path)
@@ -154,7 +153,7 @@ def read_ledger(path: Path = LEDGER, problems: list[str] | None = None) -> list[
     return events
 
 
-def append_ledger(event: dict, path: Path = LEDGER) -> None:
+def append_ledger(event: dict, path: Path) -> None:
     """Append one event and fsync: the ledger only ever grows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:

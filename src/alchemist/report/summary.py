@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alchemist.results_layout import ResultsLayout
+
 #: settings never shown as "differs from the defaults" (places, execution, the repeated seed)
 NOT_SHOWN = {"stage", "data", "trial_id", "seed", "device", "checkpoint_every", "bf16"}
 
@@ -43,7 +45,7 @@ def mlflow_link(results: Path, mlflow: dict) -> str | None:
     uri = mlflow.get("tracking_uri")
     if uri and uri.startswith("http"):
         return f"{uri.rstrip('/')}/{view}"
-    store = uri or f"sqlite:///{(results / 'mlflow.db').resolve()}"
+    store = uri or f"sqlite:///{ResultsLayout(results).store.resolve()}"
     return f"mlflow ui --backend-store-uri {store} --port 5000, then http://127.0.0.1:5000/{view}"
 
 
@@ -58,16 +60,17 @@ def _lockbox(status: Path) -> str:
 def build(results: Path, config: dict) -> dict | None:
     """The summary's content, or None before any selection has been made."""
     results = Path(results)
-    winners = sorted(results.glob("*/winner.json"))
+    under = ResultsLayout(results)
+    winners = under.winners()
     if not winners:
         return None
-    selection, prep = _json(winners[-1]), _json(results / "data" / "prep.json")
+    selection, prep = _json(winners[-1]), _json(under.data / "prep.json")
     winner, runner = selection["winner"], selection.get("runner_up")
     defaults = config.get("train", {})
     differs = {k: v for k, v in sorted(winner.get("params", {}).items())
                if k not in NOT_SHOWN and defaults.get(k, v) != v}
     val = (prep.get("splits", {}).get("val") or {}).get("class_counts") or {}
-    status = results / "lockbox" / "status.txt"
+    status = under.lockbox_status
     source = selection.get("source") or "?"
     return {
         "task": prep.get("task", "?"), "data": (prep.get("source") or {}).get("name", "?"),

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from alchemist.results_layout import ResultsLayout
 from alchemist.atomic import file_lock
 
 _TRANSIENT = re.compile(r"database is locked|connection|timed out|timeout|temporarily|deadlock|"
@@ -25,7 +26,7 @@ class BackendUnavailable(RuntimeError):
 
 def default_tracking_uri(results_dir: Path) -> str:
     """The results store's URI: sqlite:///<absolute results_dir>/mlflow.db."""
-    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{ResultsLayout(Path(results_dir)).store.resolve()}"
 
 
 def sqlite_path(uri: str) -> Path | None:

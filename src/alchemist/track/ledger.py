@@ -17,7 +17,7 @@ class LockboxLedger:
     """The MLflow copy. read_only (tracking off): events are still read when the store exists,
     so `--no-tracking` cannot hide an earlier opening; nothing is written."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, results_dir: Path = Path("results"),
+    def __init__(self, tracking_uri: str | None, experiment: str, results_dir: Path,
                  read_only: bool = False):
         self.uri = tracking_uri or default_tracking_uri(Path(results_dir))
         self.experiment, self.read_only = experiment, read_only

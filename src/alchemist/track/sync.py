@@ -13,6 +13,7 @@ from pathlib import Path
 from alchemist.report.figures import stage_figures
 from alchemist.atomic import file_lock
 from alchemist.provenance import source_tags
+from alchemist.results_layout import ResultsLayout
 from alchemist.track.backend import connect, default_tracking_uri
 from alchemist.analysis.tables import StagePlans
 from alchemist.track.stage_run import parent_run, sync_parent
@@ -98,7 +99,7 @@ def sync_all(results_dir: Path, *, tracking_uri: str | None = None, experiment: 
     """Sync every stage folder under results_dir (or only `stages`)."""
     results_dir = Path(results_dir)
     tracking_uri = tracking_uri or default_tracking_uri(results_dir)
-    data_dir = data_dir or results_dir / "data"
+    data_dir = data_dir or ResultsLayout(results_dir).data
     reports, connection = [], connect(tracking_uri, experiment)
     for sdir in stage_dirs(results_dir):
         if stages and sdir.name not in stages:
