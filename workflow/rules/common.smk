@@ -1,6 +1,12 @@
 # Input functions several rule files share (the Snakemake workflow catalog's common.smk).
 
 
+def source_dir(stage):
+    """The folder of the stage this one reads (`from:`), or None for a first stage."""
+    source = STAGES[stage].source
+    return f"{RESULTS}/{source}" if source else None
+
+
 def round_packs(stage, round_):
     """The pack done-files of one round (known once its plan checkpoint has run)."""
     plan = checkpoints.plan_round.get(stage=stage, round=round_).output[0]

@@ -29,7 +29,7 @@ rule final_test:
         manifest=f"{DATA}/prep.json",
     params:
         code=dag.command_digest("final-test"),
-        trials=f"{RESULTS}/{STAGES[SELECTS[-1]].source}/trials" if SELECTS else "",
+        trials=f"{source_dir(SELECTS[-1])}/trials" if SELECTS else "",
         unseal=lambda wc: f"--unseal-reason {dag.quote(config['unseal_reason'])}" if config.get("unseal_reason") else "",
         tracking=dag.tracking_args(config),
         model=f"--model-name {dag.quote(MODEL_NAME)}" if TRACKING else "",

@@ -21,7 +21,7 @@ rule publish_stage:
     params:
         code=dag.command_digest("publish"),
         tracking=dag.tracking_args(config),
-        previous=lambda wc: f"--previous {RESULTS}/{STAGES[wc.stage].source}" if STAGES[wc.stage].source else "",
+        previous=lambda wc: f"--previous {source_dir(wc.stage)}" if source_dir(wc.stage) else "",
         marker=lambda wc, output: f"--marker {output.marker} --also diagnostics" if TRACKING else "",
     log:
         f"{RESULTS}/logs/publish/{{stage}}.log",

@@ -8,8 +8,8 @@
 
 
 def _previous_table(wildcards):
-    source = STAGES[wildcards.stage].source
-    return [f"{RESULTS}/{source}/trials.parquet"] if source else []
+    source = source_dir(wildcards.stage)
+    return [f"{source}/trials.parquet"] if source else []
 
 
 def _history_tables(wildcards):

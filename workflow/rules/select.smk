@@ -4,7 +4,7 @@
 
 rule select_winner:
     input:
-        table=lambda wc: f"{RESULTS}/{STAGES[wc.select].source}/trials.parquet",
+        table=lambda wc: f"{source_dir(wc.select)}/trials.parquet",
     output:
         f"{RESULTS}/{{select}}/winner.json",
     params:
