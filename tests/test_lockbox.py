@@ -271,7 +271,9 @@ def test_commands_find_every_default_path_under_results(opened, tmp_path):
     results = str(opened.root / "results")
     status = subprocess.run(["alchemist", "lockbox", "--results", results], cwd=tmp_path,
                             capture_output=True, text=True)
-    assert status.returncode == 0 and "opened 1 time(s)" in status.stdout, status.stdout + status.stderr
+    at_root = subprocess.run(["alchemist", "lockbox"], cwd=opened.root, capture_output=True, text=True)
+    assert status.returncode == 0 and "has been opened" in status.stdout, status.stdout + status.stderr
+    assert status.stdout == at_root.stdout
     again = subprocess.run(["alchemist", "final-test", "--confirm", "--results", results, "--no-tracking"],
                            cwd=tmp_path, capture_output=True, text=True)
     assert again.returncode != 0 and "opening #1" in again.stderr + again.stdout, again.stderr[-1500:]

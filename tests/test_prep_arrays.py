@@ -56,11 +56,13 @@ def test_npz_and_npy_prepare_as_the_callable_path_and_train(tmp_path, monkeypatc
     assert table["image_shape"] is None and len(table["normalisation"]["columns"]) == 72
     assert table["splits"]["val"]["row_ids_sha256"] == npz["splits"]["val"]["row_ids_sha256"]
     # predict encodes new rows exactly as prep encoded them (column statistics in feature order)
-    from alchemist.train.predict import encode_arrays
+    from alchemist.train.predict import read_arrays
+    from alchemist.train.winner_predictor import encode_arrays
 
     val_ids = open_member(tmp_path / "data/val.npz", "_row_id")
     np.save("val_rows.npy", X.reshape(600, -1)[val_ids])
-    encoded, _ = encode_arrays(Path("val_rows.npy"), table, tmp_path / "data")
+    rows, _, lengths = read_arrays(Path("val_rows.npy"), table)
+    encoded = encode_arrays(rows, table, lengths)
     assert np.allclose(encoded, open_member(tmp_path / "data/val.npz", "X"), atol=1e-6)
 
 

@@ -98,3 +98,29 @@ def test_auto_metric_follows_the_class_balance():
         choose_metric("balanced_accuracy", "regression", np.arange(5.0), 0)
     with pytest.raises(UserError, match="data.metric"):
         choose_metric("rmse", "binary", skewed, 2)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 4])
+def test_one_models_predictions_score_as_scikit_learn_says(n_classes):
+    """alchemist.train.metrics.of_predictions (what `alchemist predict` reports for the averaged
+    seeds): the pack's definitions at K = 1, equal to scikit-learn's; n_classes 1 = regression."""
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    from alchemist.train.metrics import of_predictions
+
+    rng = np.random.default_rng(n_classes)
+    if n_classes == 1:
+        y = rng.normal(size=300)
+        p = y + rng.normal(size=300) * 0.4
+        found = of_predictions("regression", None, y, p)
+        assert found["rmse"] == pytest.approx(mean_squared_error(y, p) ** 0.5, rel=1e-12)
+        assert found["r2"] == pytest.approx(r2_score(y, p), rel=1e-12)
+        return
+    y = rng.integers(0, n_classes, 300)
+    probs = rng.dirichlet(np.ones(n_classes), 300)
+    found = of_predictions("binary" if n_classes == 2 else "multiclass", "macro_f1", y, probs)
+    pred = probs.argmax(1)
+    auc = roc_auc_score(y, probs[:, 1]) if n_classes == 2 else roc_auc_score(y, probs, multi_class="ovr")
+    assert found == pytest.approx({"accuracy": accuracy_score(y, pred),
+                                   "balanced_accuracy": balanced_accuracy_score(y, pred),
+                                   "macro_f1": f1_score(y, pred, average="macro"), "roc_auc": auc}, rel=1e-12)

@@ -30,7 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--stage", nargs="+", default=None, metavar="NAME",
                    help="only these stage folders (default: every stage folder)")
     p.add_argument("--trial", nargs="+", default=None, metavar="ID",
-                   help="only these trial ids (needs exactly one --stage)")
+                   help="only these trial ids (needs exactly one --stage; the stage's figures are left "
+                        "to a whole-stage sync or publish)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="prepared data for the dataset inputs (default: <results>/data)")
     p.add_argument("--plots-dir", type=Path, default=None,

@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from alchemist.report.figures import stage_figures
 from alchemist.atomic import file_lock
 from alchemist.provenance import source_tags
 from alchemist.results_layout import ResultsLayout
@@ -38,8 +37,9 @@ def sync_stage(stage_dir: Path, *, tracking_uri: str, experiment: str, stage: st
                figures: list[Path] | None = None, trial_ids: set[str] | None = None,
                connection: tuple | None = None) -> SyncReport:
     """Sync one stage folder: parent run, one child per finished trial of the stage table (every
-    trial folder when there is none), stage-level artifacts (`figures`, else drawn now, with the
-    narrowing figure against the stage its plan names as `source`)."""
+    trial folder when there is none), stage-level artifacts (`figures`, else drawn now — the
+    stage's figures, alchemist.report.figures — unless only some `trial_ids` are synced: their
+    stage's figures are a whole-stage sync's or `publish`'s)."""
     stage_dir, stage = Path(stage_dir), stage or Path(stage_dir).name
     client, exp_id = connection or connect(tracking_uri, experiment)
     with file_lock(stage_dir / ".mlflow-sync.lock"), tempfile.TemporaryDirectory() as tmp:
@@ -58,9 +58,11 @@ def sync_stage(stage_dir: Path, *, tracking_uri: str, experiment: str, stage: st
             existing.setdefault(run.data.tags.get(TRIAL), []).append(run)
         sync_trials(client, writer, report, stage, dirs, existing, parent.info.run_id, folder, tags)
         previous = folder.previous if folder.previous and folder.previous.is_dir() else None
-        if figures is None:
+        if figures is None and trial_ids is None:
+            from alchemist.report.figures import stage_figures
+
             figures = stage_figures(stage_dir, out, previous)
-        sync_parent(client, parent, folder, Path(data_dir) if data_dir else None, figures, Path(tmp),
+        sync_parent(client, parent, folder, Path(data_dir) if data_dir else None, figures or [], Path(tmp),
                     end_ms)
     return report
 

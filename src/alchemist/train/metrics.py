@@ -191,3 +191,22 @@ class PackMetrics:
         per_class = self.columns()[len(cols):]
         cols.update(zip(per_class, computed["recall"].T.tolist()))
         return cols
+
+
+def of_predictions(task: str, chosen: str | None, y, predicted) -> dict[str, float]:
+    """One model's metrics by name on labelled rows — rmse and r2 from values (N,) for a
+    regression, else accuracy, balanced_accuracy, macro_f1 and roc_auc (when defined) from class
+    probabilities (N, C) — by the definitions above (PackMetrics, K = 1): what `alchemist predict`
+    reports for the winner's averaged seeds."""
+    y = torch.as_tensor(y)
+    if task == "regression":
+        error = (torch.as_tensor(predicted, dtype=torch.float64) - y.double()).pow(2).sum().reshape(1)
+        found = PackMetrics(task, "mse", chosen, 1).compute(error, len(y), y)
+    else:
+        probs, y = torch.as_tensor(predicted, dtype=torch.float64), y.long()
+        metrics = PackMetrics(task, "cross_entropy", chosen, probs.shape[1])
+        counts = class_counts(probs.argmax(1)[None], y[None], metrics.n_labels)
+        scores = probs[:, 1:] if probs.shape[1] == 2 else probs
+        found = metrics.compute(counts, len(y), y, scores[None])
+    values = {k: float(v.reshape(-1)[0]) for k, v in found.items() if k not in ("recall", "metric")}
+    return {k: v for k, v in values.items() if v == v}       # NaN: undefined here (one class only)

@@ -20,10 +20,9 @@ from alchemist.errors import UserError
 from alchemist.train.winner_predictor import Predictor, encode_new
 
 
-def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """A .npy (inputs) or .npz (X, optional y and lengths) for a model prepared from an array
-    source: normalised with the stored train statistics; test rows refused by content."""
-    from alchemist.data.arrays import ArraySource, blocks, manifest_statistics, normalise
+def read_arrays(data: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(X, y or None, lengths or None) of a .npy (inputs) or .npz (X, optional y and lengths) for
+    a model prepared from an array source, X memory-mapped; a UserError naming what is wrong."""
     from alchemist.data.split_files import member_names, open_member
 
     if data.suffix.lower() not in (".npy", ".npz") or not data.is_file():
@@ -47,14 +46,7 @@ def encode_arrays(data: Path, manifest: dict, data_dir: Path) -> tuple[np.ndarra
                         f"{len(manifest['features'])} values a row")
     if (lengths is not None and lengths.shape != (len(X),)) or (y is not None and len(y) != len(X)):
         raise UserError(f"--data: {data}: 'y' and 'lengths' need one value per row of X ({len(X)})")
-    src = ArraySource(X, np.zeros(len(X)), manifest.get("inputs", "table"), str(data), "", lengths)
-    method, shift, scale = manifest_statistics(manifest)
-    encoded = np.concatenate([normalise(src.rows(np.arange(s, e)), shift, scale, method)
-                              for s, e in blocks(len(X), X[0].size)])
-    refuse_test_matrix(encoded, data_dir, "predict", str(data), 4096)
-    for form in (encoded, X.reshape(len(X), -1)):       # as given, too: an encoded copy of test rows
-        refuse_near_rows(form, data_dir, manifest, "predict", str(data))
-    return encoded, y
+    return X, y, lengths
 
 
 def image_inputs(data: Path, classes: list[str]) -> tuple[list[Path], list[str] | None]:
@@ -84,7 +76,11 @@ def predict_table(data: Path, data_dir: Path, trial_dirs: list[Path]) -> pd.Data
         out = pd.concat([pd.DataFrame({"file": [str(f) for f in files]}), predictor.outputs(encoded)], axis=1)
         truth = None if labels is None else pd.Series(labels, name=target)
     elif manifest.get("format") == "npz":
-        encoded, labels = encode_arrays(Path(data), manifest, Path(data_dir))
+        X, labels, lengths = read_arrays(Path(data), manifest)
+        encoded = predictor.arrays(X, lengths)
+        refuse_test_matrix(encoded, data_dir, "predict", str(data), 4096)
+        for form in (encoded, X.reshape(len(X), -1)):       # as given, too: an encoded copy of test rows
+            refuse_near_rows(form, Path(data_dir), manifest, "predict", str(data))
         out = predictor.outputs(encoded)
         truth = None if labels is None else pd.Series(labels, name=target)
     else:

@@ -42,6 +42,21 @@ def encode_new(table: pd.DataFrame, manifest: dict, what: str = "--data") -> tup
     return table, enc.transform(table)
 
 
+def encode_arrays(X: np.ndarray, manifest: dict, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Raw array rows (N, …) of an array source — token positions past `lengths` zeroed, as prep
+    read them — normalised with the TRAIN statistics block by block (X may be memory-mapped):
+    the encoded rows (N, F). The one encoding of arrays for `alchemist predict` and the pyfunc."""
+    from alchemist.data.arrays import ArraySource, blocks, manifest_statistics, normalise
+
+    width = len(manifest["features"])
+    if X.size // max(len(X), 1) != width:
+        raise UserError(f"model input: rows of shape {X.shape[1:]}; the model takes {width} values a row")
+    src = ArraySource(X, np.zeros(len(X)), manifest.get("inputs", "table"), "", "", lengths)
+    method, shift, scale = manifest_statistics(manifest)
+    parts = [normalise(src.rows(np.arange(s, e)), shift, scale, method) for s, e in blocks(len(X), width)]
+    return np.concatenate(parts) if parts else np.zeros((0, width))
+
+
 def target_type(manifest: dict) -> str:
     """prep.json's `target_type`; for a prep written before it was recorded, read off the class
     names (all integers → int, True/False → bool, else text)."""
@@ -130,23 +145,20 @@ class Predictor:
             np.zeros((0, c, h, w), np.float32)
         return self.arrays(raw)
 
-    def arrays(self, X: np.ndarray) -> np.ndarray:
-        """Raw array rows (N, …) of an array source, normalised with the TRAIN statistics."""
-        from alchemist.data.arrays import manifest_statistics, normalise
-
-        width = len(self.manifest["features"])
-        if X.size // max(len(X), 1) != width:
-            raise UserError(f"model input: rows of shape {X.shape[1:]}; the model takes {width} values a row")
-        method, shift, scale = manifest_statistics(self.manifest)
-        return normalise(np.asarray(X, np.float64).reshape(len(X), -1), shift, scale, method)
+    def arrays(self, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Raw array rows of an array source, encoded as prep encoded them (encode_arrays)."""
+        return encode_arrays(X, self.manifest, lengths)
 
     def scores(self, out: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
-        """The selection metric (prep.json's) and accuracy — or rmse and r2 — of `out` on the true labels."""
-        from sklearn import metrics
+        """The selection metric (prep.json's) and accuracy — or rmse and r2 — of `out` on the true
+        labels, by the pipeline's own definitions (alchemist.train.metrics.of_predictions)."""
+        from alchemist.train.metrics import of_predictions
 
+        metric = (self.manifest.get("metric") or {}).get("name")
         if self.regression:
-            y, p = truth.to_numpy(np.float64), out["prediction"].to_numpy(np.float64)
-            return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, p))), "r2": float(metrics.r2_score(y, p))}
+            found = of_predictions("regression", metric, truth.to_numpy(np.float64),
+                                   out["prediction"].to_numpy(np.float64))
+            return {k: found[k] for k in ("rmse", "r2")}
         names = list(self.manifest["classes"])
         index = {c: i for i, c in enumerate(names)}
         text = label_text(truth, self.target_type)
@@ -154,14 +166,6 @@ class Predictor:
         if unknown:
             raise UserError(f"--data: target '{truth.name}' holds {unknown[0]!r}, not a class the model "
                             f"knows ({', '.join(names[:10])})")
-        y = np.array([index[t] for t in text])
-        probs = out[[f"p_{c}" for c in names]].to_numpy()
-        pred = probs.argmax(1)
-        found = {"accuracy": metrics.accuracy_score(y, pred),
-                 "balanced_accuracy": metrics.balanced_accuracy_score(y, pred),
-                 "macro_f1": metrics.f1_score(y, pred, average="macro", labels=range(len(names)))}
-        if len(np.unique(y)) == len(names) > 1:
-            found["roc_auc"] = metrics.roc_auc_score(y, probs[:, 1]) if len(names) == 2 else \
-                metrics.roc_auc_score(y, probs, multi_class="ovr", labels=range(len(names)))
-        metric = (self.manifest.get("metric") or {}).get("name", "accuracy")
-        return {k: float(found[k]) for k in dict.fromkeys([metric, "accuracy"]) if k in found}
+        found = of_predictions(self.manifest["task"], metric, np.array([index[t] for t in text]),
+                               out[[f"p_{c}" for c in names]].to_numpy())
+        return {k: found[k] for k in dict.fromkeys([metric or "accuracy", "accuracy"]) if k in found}
