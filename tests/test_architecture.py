@@ -126,8 +126,20 @@ def test_closure_follows_lazy_imports_and_digest_follows_content(tmp_path, monke
     os.utime(pkg / "sub" / "c.py", (1, 1))
     (pkg / "unused.py").write_text("y = 3\n")
     assert provenance.digest(provenance.closure("alchemist.a")) == before
+    (pkg / "sub" / "c.py").write_text('"""What c holds."""\n\nx = (  # a comment\n    1)\n')
+    assert provenance.digest(provenance.closure("alchemist.a")) == before    # docs and layout: no rerun
     (pkg / "sub" / "c.py").write_text("x = 2\n")
-    assert provenance.digest(provenance.closure("alchemist.a")) != before
+    after = provenance.digest(provenance.closure("alchemist.a"))
+    assert after != before
+    # a new process reads the parses back from __pycache__ (no file parsed again) and still sees edits
+    assert (pkg / "__pycache__" / "alchemist-provenance.json").is_file()
+    monkeypatch.setattr(provenance, "_PARSED", {})
+    monkeypatch.setattr(provenance.ast, "parse", lambda *a, **k: pytest.fail("parsed again"))
+    assert provenance.digest(provenance.closure("alchemist.a")) == after
+    monkeypatch.undo()
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
+    (pkg / "sub" / "c.py").write_text("x = 3\n")
+    assert provenance.digest(provenance.closure("alchemist.a")) not in (before, after)
 
 
 # ------------------------------------------------------------------ rerun triggers, end to end
@@ -203,7 +215,7 @@ def test_an_edit_reruns_exactly_the_jobs_whose_command_imports_it(tiny_with_src,
     path = wf.root / "src" / "alchemist" / module
     original = path.read_text()
     try:
-        path.write_text(original + "# an edit\n")
+        path.write_text(original + "AN_EDIT = 1\n")
         assert _code_changed(wf, monkeypatch) == importers
         proc = wf.run("-n")
         if importers:   # each importer's jobs rerun (a downstream one reports its input as reason)

@@ -3,15 +3,19 @@
 A rule's rerun trigger is a digest of the files its command executes: `python -m alchemist
 <command>` runs `alchemist/__main__.py`, the CLI and the command's module, plus every module of the
 package they import, at module level or lazily inside a function (read from the source's import
-statements with `ast`, never by importing). Editing a module reruns exactly the jobs whose
-command imports it; editing one that none imports reruns nothing. A digest hashes file contents,
-so touching a file reruns nothing either. Parsed files are cached by (mtime, size): the Snakefile
-asks for a dozen closures at parse time and they share most files.
+statements with `ast`, never by importing). Editing a module's code reruns exactly the jobs whose
+command imports it; editing one that none imports reruns nothing. A digest hashes what the files
+run — their syntax trees without docstrings — so touching a file, or editing its comments,
+layout or docstrings, reruns nothing either (no trial retrains for a comment). What a parse
+finds is cached by (mtime, size) in the process and in `__pycache__/alchemist-provenance.json`
+beside the package (as Python caches bytecode): the Snakefile asks for a dozen closures at every
+parse — every run, every cluster job — and a source file is parsed again only when it changes.
 """
 from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -19,7 +23,9 @@ import alchemist
 
 PACKAGE = "alchemist"
 PACKAGE_DIR = Path(alchemist.__file__).resolve().parent
-_IMPORTS: dict[Path, tuple[tuple[int, int], frozenset[str]]] = {}
+_PARSED: dict[Path, tuple[tuple[int, int], tuple[frozenset[str], bytes]]] = {}
+_DISK: dict[str, list] = {}         # the on-disk cache, read once: path -> [mtime_ns, size, imports, code]
+_DISK_STATE = {"read": False, "dirty": False}
 
 
 def module_file(name: str) -> Path | None:
@@ -41,15 +47,32 @@ def _module_name(path: Path) -> str:
 
 def imports_of(path: Path) -> frozenset[str]:
     """Names of every module `path` imports (absolute names, anywhere in the file)."""
+    return _parsed(path)[0]
+
+
+def code_of(path: Path) -> bytes:
+    """What a source file runs: the sha256 of its syntax tree (ast.dump) with every docstring
+    left out, so comments, layout and docstrings do not count."""
+    return _parsed(path)[1]
+
+
+def _parsed(path: Path) -> tuple[frozenset[str], bytes]:
+    """(imports_of, code_of) of a file from one parse, cached by (mtime, size)."""
     stat = os.stat(path)
     stamp = (stat.st_mtime_ns, stat.st_size)
-    cached = _IMPORTS.get(path)
+    cached = _PARSED.get(path)
     if cached and cached[0] == stamp:
         return cached[1]
+    stored = _disk().get(str(path))
+    if stored and tuple(stored[:2]) == stamp:
+        found = (frozenset(stored[2]), bytes.fromhex(stored[3]))
+        _PARSED[path] = (stamp, found)
+        return found
     here = _module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+    tree = ast.parse(path.read_bytes(), str(path))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -58,9 +81,41 @@ def imports_of(path: Path) -> frozenset[str]:
                 base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)   # `from pkg import mod`
-    found = frozenset(n for n in names if n == PACKAGE or n.startswith(PACKAGE + "."))
-    _IMPORTS[path] = (stamp, found)
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]       # the docstring: not code
+    found = (frozenset(n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")),
+             hashlib.sha256(ast.dump(tree).encode()).digest())
+    _PARSED[path] = (stamp, found)
+    _DISK[str(path)] = [*stamp, sorted(found[0]), found[1].hex()]
+    _DISK_STATE["dirty"] = True
     return found
+
+
+def _disk() -> dict[str, list]:
+    """The on-disk cache (read once per process; empty when absent or unreadable)."""
+    if not _DISK_STATE["read"]:
+        _DISK_STATE["read"] = True
+        try:
+            _DISK.update(json.loads((PACKAGE_DIR / "__pycache__" / "alchemist-provenance.json").read_text()))
+        except (OSError, ValueError):
+            pass
+    return _DISK
+
+
+def _save() -> None:
+    """Write the on-disk cache if a parse added to it; a read-only install just parses again."""
+    if not _DISK_STATE["dirty"]:
+        return
+    _DISK_STATE["dirty"] = False
+    from alchemist.atomic import write_text
+
+    try:
+        write_text(PACKAGE_DIR / "__pycache__" / "alchemist-provenance.json", json.dumps(_DISK))
+    except OSError:
+        pass
 
 
 def closure(*modules: str) -> list[Path]:
@@ -76,14 +131,17 @@ def closure(*modules: str) -> list[Path]:
             if path is not None and path not in seen:
                 seen.add(path)
                 todo.extend(imports_of(path))
+    _save()
     return sorted(seen)
 
 
 def digest(files: list[Path]) -> str:
-    """A 16-hex fingerprint of `files`: their package-relative paths and bytes, in the given order."""
+    """A 16-hex fingerprint of `files`: their package-relative paths and code (code_of), in the
+    given order."""
     h = hashlib.sha256()
     for path in files:
-        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + code_of(path))
+    _save()
     return h.hexdigest()[:16]
 
 
