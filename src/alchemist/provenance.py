@@ -26,17 +26,18 @@ PACKAGE_DIR = Path(alchemist.__file__).resolve().parent
 _PARSED: dict[Path, tuple[tuple[int, int], tuple[frozenset[str], bytes]]] = {}
 _DISK: dict[str, list] = {}         # the on-disk cache, read once: path -> [mtime_ns, size, imports, code]
 _DISK_STATE = {"read": False, "dirty": False}
+_FOUND: dict[tuple[Path, str], Path | None] = {}
 
 
 def module_file(name: str) -> Path | None:
     """The source file of a module of this package (`alchemist.train.engine`), or None."""
     if name != PACKAGE and not name.startswith(PACKAGE + "."):
         return None
-    base = PACKAGE_DIR.joinpath(*name.split(".")[1:])
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
+    key = (PACKAGE_DIR, name)
+    if key not in _FOUND:                  # a dozen closures ask for the same names: one stat each
+        base = PACKAGE_DIR.joinpath(*name.split(".")[1:])
+        _FOUND[key] = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+    return _FOUND[key]
 
 
 def _module_name(path: Path) -> str:
