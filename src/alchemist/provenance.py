@@ -132,7 +132,6 @@ def closure(*modules: str) -> list[Path]:
             if path is not None and path not in seen:
                 seen.add(path)
                 todo.extend(imports_of(path))
-    _save()
     return sorted(seen)
 
 

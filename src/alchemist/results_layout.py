@@ -58,11 +58,33 @@ class ResultsLayout:
         """Every select stage's winner.json, sorted by path."""
         return sorted(self.root.glob("*/winner.json"))
 
+    def winner(self) -> Path:
+        """The one select stage's winner.json, whatever the stage is called; a UserError when
+        there is none or more than one."""
+        from alchemist.errors import UserError
+
+        found = self.winners()
+        if len(found) != 1:
+            what = "no" if not found else f"{len(found)} ({', '.join(map(str, found))})"
+            raise UserError(f"found {what} winner.json under {self.root}/; give --winner")
+        return found[0]
+
 
 def add_results_argument(p: argparse.ArgumentParser) -> None:
     """`--results`: the root every other default path of the command is resolved from."""
     p.add_argument("--results", type=Path, default=DEFAULT_ROOT,
                    help="the results folder; other default paths are resolved under it (default: results)")
+
+
+def add_winner_arguments(p: argparse.ArgumentParser) -> None:
+    """`--results` and what a command using the selected winner reads under it (`final-test`,
+    `predict`): the prepared data, winner.json and the winner's trial folders."""
+    add_results_argument(p)
+    p.add_argument("--data-dir", type=Path, default=None, help="prepared data, prep.json (default: <results>/data)")
+    p.add_argument("--winner", type=Path, default=None,
+                   help="the select stage's winner.json (default: the one under <results>)")
+    p.add_argument("--trials-dir", type=Path, default=None,
+                   help="the winner's trial folders (default: those of the stage it was selected from)")
 
 
 def layout(args: argparse.Namespace) -> ResultsLayout:

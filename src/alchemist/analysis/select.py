@@ -92,15 +92,6 @@ def describe_winner(result: dict[str, Any]) -> str:
     return line
 
 
-def find_winner(found: list[Path], results: Path) -> Path:
-    """The one winner.json among `found` (ResultsLayout.winners(): whatever the select stage is
-    called); a UserError when there is none or more than one."""
-    if len(found) != 1:
-        what = "no" if not found else f"{len(found)} ({', '.join(map(str, found))})"
-        raise UserError(f"found {what} winner.json under {results}/; give --winner")
-    return found[0]
-
-
 def load_winner(winner_file: Path) -> tuple[Path, dict]:
     """(path, content) of a winner.json; a UserError when it does not exist."""
     if not Path(winner_file).exists():

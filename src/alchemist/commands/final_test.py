@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alchemist.results_layout import add_results_argument, layout
+from alchemist.results_layout import add_winner_arguments, layout
 
 HELP = ("Evaluate the selected configuration (every seed) on the test split ONCE: mean ± 95% CI "
         "and the validation→test gap, recorded in a ledger (file + MLflow). Any later attempt is "
@@ -17,12 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `alchemist final-test`: --confirm, data, winner, trials, ledger, unsealing, MLflow."""
     p.add_argument("--confirm", action="store_true", required=True,
                    help="required: you mean to spend the test set (it can be opened once)")
-    add_results_argument(p)
-    p.add_argument("--data-dir", type=Path, default=None, help="prepared data (default: <results>/data)")
-    p.add_argument("--winner", type=Path, default=None,
-                   help="the select stage's winner.json (default: the one under <results>)")
-    p.add_argument("--trials-dir", type=Path, default=None,
-                   help="the winner's trial folders (default: those of the stage it was selected from)")
+    add_winner_arguments(p)
     p.add_argument("--out-dir", type=Path, default=None, help="evaluation files (default: <results>/test)")
     p.add_argument("--ledger", type=Path, default=None,
                    help="the lockbox ledger (default: <results>/lockbox/ledger.jsonl)")
@@ -49,14 +44,13 @@ def remote_ledger(args: argparse.Namespace, results: Path):
 def run(args: argparse.Namespace) -> int:
     """Evaluate the winner on the test split if the lockbox allows; prints the result, rewrites
     --status-file and, unless --no-tracking, records it in MLflow; returns 0 (a refusal raises)."""
-    from alchemist.analysis.select import find_winner
     from alchemist.atomic import write_text
     from alchemist.lockbox.evaluate import final_test, format_result
     from alchemist.report.pages import lockbox_status
 
     under = layout(args)
     outcome = final_test(data_dir=args.data_dir or under.data,
-                         winner_file=args.winner or find_winner(under.winners(), under.root),
+                         winner_file=args.winner or under.winner(),
                          trials_dir=args.trials_dir, out_dir=args.out_dir or under.test,
                          ledger=args.ledger or under.ledger, unseal_reason=args.unseal_reason,
                          config_hash=args.config_hash, remote=remote_ledger(args, under.root))

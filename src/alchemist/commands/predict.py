@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alchemist.results_layout import add_results_argument, layout
+from alchemist.results_layout import add_winner_arguments, layout
 
 HELP = ("Predict a new CSV/Parquet table of raw rows (for a model prepared from an image folder: a folder "
         "or file of images of any size; from arrays: a .npy / .npz of X and optionally y) with the "
@@ -20,23 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the new table (.csv or .parquet), images (a folder, subfolders named by class to score "
                         "them, or one file), or arrays (.npy / .npz)")
     p.add_argument("--out", type=Path, required=True, help="predictions (.csv or .parquet)")
-    add_results_argument(p)
-    p.add_argument("--data-dir", type=Path, default=None, help="prep output, prep.json (default: <results>/data)")
-    p.add_argument("--winner", type=Path, default=None,
-                   help="winner.json (default: the select stage's under <results>)")
-    p.add_argument("--trials-dir", type=Path, default=None,
-                   help="the winner's trial folders (default: those of the stage it was selected from)")
+    add_winner_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the winner's predictions for --data (Parquet or CSV by suffix); prints the row count and any
     scores; returns 0."""
-    from alchemist.analysis.select import find_winner, load_winner, winner_trial_dirs
+    from alchemist.analysis.select import load_winner, winner_trial_dirs
     from alchemist.atomic import replacing
     from alchemist.train.predict import predict_table
 
     under = layout(args)
-    winner_file, selection = load_winner(args.winner or find_winner(under.winners(), under.root))
+    winner_file, selection = load_winner(args.winner or under.winner())
     dirs = winner_trial_dirs(winner_file, selection, args.trials_dir)
     table = predict_table(args.data, args.data_dir or under.data, dirs)
     with replacing(args.out) as tmp:
